@@ -1,0 +1,1015 @@
+/* The local HTTP API of fedmeshd: status, peers and Prometheus metrics for
+ * the fedmesh CLI and for monitoring.
+ *
+ * libmicrohttpd runs in "external epoll" mode: it owns one epoll fd that we
+ * watch with a uv_poll_t, and a uv_timer_t covers MHD's own deadlines
+ * (connection timeouts, work left over from the last run). There is no extra
+ * thread, so handlers read the daemon's state on the loop thread without
+ * locks, and nothing polls while the API is idle.
+ *
+ * The API is bound to loopback, but that alone is not enough: any web page
+ * can reach it through DNS rebinding unless the Host header is checked, and
+ * any local user unless a token is required. So every request passes a Host
+ * check first, then (except the two health probes) a bearer token check.
+ * No CORS headers are ever sent: browsers must not read these answers. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <sodium.h>
+#include <uv.h>
+
+#include "api.h"
+#include "log.h"
+
+/* Local clients only (the CLI, a scraper): a few hundred is plenty and keeps
+ * the fds MHD may hold far below the process limit. */
+#define FMD_API_CONNECTION_LIMIT 256
+/* Idle connections are closed after this long. */
+#define FMD_API_CONNECTION_TIMEOUT_S 30
+/* A body over FMD_API_BODY_MAX_BYTES is read and thrown away up to this
+ * total, so a client that overshot gets a clean 413 rather than a reset
+ * connection; past it (or when Content-Length announces more) the 413 goes
+ * out at once and the connection is closed. */
+#define FMD_API_BODY_DRAIN_MAX_BYTES (1024 * 1024)
+/* First allocation for a request body; it doubles up to the cap. */
+#define FMD_API_BODY_INITIAL_BYTES 4096
+/* The metrics page has a fixed set of lines (no per-peer labels). */
+#define FMD_API_METRICS_MAX_BYTES (16 * 1024)
+/* Entries in one /v1/peers answer; the store's table is bounded well below
+ * this, so reaching it means something upstream is wrong. */
+#define FMD_API_PEERS_MAX 4096
+/* One line of MHD's own diagnostics. */
+#define FMD_API_LOG_LINE_MAX 512
+/* "2024-01-02T03:04:05Z" and its NUL, with room to spare. */
+#define FMD_API_TIME_STR_MAX 32
+/* Delay of a re-run MHD asks for "now" from within the timer callback: in
+ * libuv 1.44 a 0 ms timer restarted from its own callback runs again in the
+ * same pass, which would spin the loop if MHD keeps reporting 0. */
+#define FMD_API_RERUN_DELAY_MS 1
+
+#define FMD_API_JSON_TYPE "application/json"
+#define FMD_API_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define FMD_API_ALLOW "GET, HEAD"
+
+/* Answer of last resort when even the error body cannot be built. */
+static const char api_internal_body[] =
+        "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n";
+
+struct fmd_api {
+	fmd *d;
+	struct MHD_Daemon *mhd;
+	uv_poll_t poll;   /* on MHD's epoll fd */
+	uv_timer_t timer; /* MHD_get_timeout() */
+	int poll_inited;
+	int timer_inited;
+	int handles_open; /* initialised handles whose close cb is pending */
+	char token[FMD_API_TOKEN_HEX_LEN + 1];
+};
+
+typedef enum MHD_Result (*api_handler)(fmd_api *api,
+                                       struct MHD_Connection *conn);
+
+typedef struct api_route {
+	const char *path;
+	int public_route; /* health probes: no token, Host check only */
+	api_handler get;  /* GET and HEAD; MHD drops the body for HEAD */
+} api_route;
+
+/* Per-request state, from the first callback to MHD's completion notice. */
+typedef struct api_req {
+	const api_route *route; /* NULL: unknown path */
+	char *body;             /* NUL-terminated, at most the cap */
+	size_t body_len;
+	size_t body_alloc;
+	uint64_t body_seen_bytes; /* everything received, kept or not */
+	unsigned reject_status;   /* 413 or 500 to answer once the body ends */
+} api_req;
+
+/* A bounded text buffer for the metrics page. */
+typedef struct api_text {
+	char *buf;
+	size_t len;
+	size_t cap;
+	int overflow;
+} api_text;
+
+static void api_set_err(char *err, size_t err_len, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void api_set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || err_len == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- host and token checks ----------------------------------------------- */
+
+int fmd_api_host_allowed(const char *host)
+{
+	static const char *const names[] = {"localhost", "127.0.0.1", "[::1]"};
+	size_t i;
+
+	if (host == NULL)
+		return 0;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		size_t n = strlen(names[i]);
+		const char *p = host + n;
+		size_t digits = 0;
+
+		if (strncmp(host, names[i], n) != 0)
+			continue;
+		if (*p == '\0')
+			return 1;
+		if (*p != ':')
+			continue;
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			digits++;
+		if (*p == '\0' && digits >= 1 && digits <= 5)
+			return 1;
+	}
+	return 0;
+}
+
+static int api_token_valid(const char *token)
+{
+	size_t i;
+
+	if (token == NULL || strlen(token) != FMD_API_TOKEN_HEX_LEN)
+		return 0;
+	for (i = 0; i < FMD_API_TOKEN_HEX_LEN; i++) {
+		char c = token[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		      (c >= 'A' && c <= 'F')))
+			return 0;
+	}
+	return 1;
+}
+
+/* The length is compared first (it is no secret: every token has the same
+ * one); the bytes in constant time, so timing does not leak a prefix. */
+static int api_bearer_ok(const fmd_api *api, struct MHD_Connection *conn)
+{
+	static const char scheme[] = "Bearer ";
+	const char *h;
+
+	h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h == NULL || strncasecmp(h, scheme, sizeof(scheme) - 1) != 0)
+		return 0;
+	h += sizeof(scheme) - 1;
+	while (*h == ' ')
+		h++;
+	if (strnlen(h, FMD_API_TOKEN_HEX_LEN + 1) != FMD_API_TOKEN_HEX_LEN)
+		return 0;
+	return sodium_memcmp(h, api->token, FMD_API_TOKEN_HEX_LEN) == 0;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+/* Queues resp (always consumed) and counts the answer by status class. */
+static enum MHD_Result api_queue(fmd_api *api, struct MHD_Connection *conn,
+                                 unsigned status, struct MHD_Response *resp)
+{
+	enum MHD_Result ret;
+
+	if (resp == NULL)
+		return MHD_NO;
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	if (ret != MHD_YES)
+		return ret;
+	if (status / 100 < sizeof(api->d->counters.http_requests) /
+	                           sizeof(api->d->counters.http_requests[0]))
+		api->d->counters.http_requests[status / 100]++;
+	return ret;
+}
+
+/* Wraps buf (malloc'd, taken over even on failure) with the headers every
+ * answer carries, plus one optional extra header. */
+static struct MHD_Response *api_response_new(char *buf, size_t len,
+                                             const char *type,
+                                             const char *hname,
+                                             const char *hvalue)
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(buf);
+		return NULL;
+	}
+	if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type) !=
+	            MHD_YES ||
+	    /* Answers carry node state and must not linger in caches. */
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+	                            "no-store") != MHD_YES ||
+	    MHD_add_response_header(resp, "X-Content-Type-Options",
+	                            "nosniff") != MHD_YES ||
+	    (hname != NULL &&
+	     MHD_add_response_header(resp, hname, hvalue) != MHD_YES)) {
+		MHD_destroy_response(resp);
+		return NULL;
+	}
+	return resp;
+}
+
+static enum MHD_Result api_respond_internal(fmd_api *api,
+                                            struct MHD_Connection *conn)
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer(sizeof(api_internal_body) - 1,
+	                                       (void *)api_internal_body,
+	                                       MHD_RESPMEM_PERSISTENT);
+	if (resp != NULL &&
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+	                            FMD_API_JSON_TYPE) != MHD_YES) {
+		MHD_destroy_response(resp);
+		resp = NULL;
+	}
+	return api_queue(api, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, resp);
+}
+
+/* Serialises body (reference taken; NULL means building it failed). */
+static enum MHD_Result api_respond_json(fmd_api *api,
+                                        struct MHD_Connection *conn,
+                                        unsigned status, json_t *body,
+                                        const char *hname, const char *hvalue)
+{
+	size_t len;
+	char *buf = NULL;
+
+	if (body == NULL)
+		goto fail;
+	len = json_dumpb(body, NULL, 0, JSON_COMPACT);
+	if (len == 0)
+		goto fail;
+	/* One more byte for a final newline, friendlier to curl users. */
+	buf = malloc(len + 1);
+	if (buf == NULL || json_dumpb(body, buf, len, JSON_COMPACT) != len)
+		goto fail;
+	buf[len] = '\n';
+	json_decref(body);
+	return api_queue(api, conn, status,
+	                 api_response_new(buf, len + 1, FMD_API_JSON_TYPE,
+	                                  hname, hvalue));
+fail:
+	free(buf);
+	json_decref(body);
+	return api_respond_internal(api, conn);
+}
+
+static enum MHD_Result api_error(fmd_api *api, struct MHD_Connection *conn,
+                                 unsigned status, const char *code,
+                                 const char *message, const char *hname,
+                                 const char *hvalue)
+{
+	json_t *body;
+
+	body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message",
+	                 message);
+	return api_respond_json(api, conn, status, body, hname, hvalue);
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+/* RFC 3339 UTC with second precision. unix_ms <= 0 means "never/unknown". */
+static int api_format_time(int64_t unix_ms, char *out, size_t out_len)
+{
+	time_t t;
+	struct tm tm;
+
+	if (unix_ms <= 0)
+		return -EINVAL;
+	t = (time_t)(unix_ms / 1000);
+	if (gmtime_r(&t, &tm) == NULL)
+		return -EINVAL;
+	if (strftime(out, out_len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return -ENOSPC;
+	return 0;
+}
+
+static uint64_t api_uptime_s(const fmd *d)
+{
+	uint64_t now_ms = fmd_now_ms(d);
+
+	if (now_ms < d->started_mono_ms)
+		return 0;
+	return (now_ms - d->started_mono_ms) / 1000;
+}
+
+static enum MHD_Result api_get_livez(fmd_api *api, struct MHD_Connection *conn)
+{
+	return api_respond_json(api, conn, MHD_HTTP_OK,
+	                        json_pack("{s:s}", "status", "ok"), NULL, NULL);
+}
+
+static enum MHD_Result api_get_readyz(fmd_api *api, struct MHD_Connection *conn)
+{
+	if (api->d->node == NULL || api->d->store == NULL)
+		return api_respond_json(
+		        api, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		        json_pack("{s:s}", "status", "not_ready"), NULL, NULL);
+	return api_respond_json(api, conn, MHD_HTTP_OK,
+	                        json_pack("{s:s}", "status", "ready"), NULL,
+	                        NULL);
+}
+
+static enum MHD_Result api_get_status(fmd_api *api, struct MHD_Connection *conn)
+{
+	const fmd *d = api->d;
+	fm_node_status st;
+	char started[FMD_API_TIME_STR_MAX];
+	int have_started;
+	json_t *body;
+
+	memset(&st, 0, sizeof(st));
+	if (d->node != NULL)
+		fm_node_get_status(d->node, &st);
+	have_started = api_format_time(d->started_unix_ms, started,
+	                               sizeof(started)) == 0;
+	body = json_pack(
+	        "{s:s, s:s, s:I, s:s, s:I, s:[{s:s,s:s},{s:s,s:s}], s:s, s:s?}",
+	        "node_id", d->node_id_hex, "version", fm_version(), "uptime_s",
+	        (json_int_t)api_uptime_s(d), "mode",
+	        st.peers_connected == 0 ? "alone" : "federated",
+	        "peers_connected", (json_int_t)st.peers_connected, "listen",
+	        "proto", "udp", "addr", d->listen_udp, "proto", "tcp", "addr",
+	        d->listen_tcp, "api", d->api_addr, "started_at",
+	        have_started ? started : NULL);
+	return api_respond_json(api, conn, MHD_HTTP_OK, body, NULL, NULL);
+}
+
+/* Store text may come from the network (last_error) and need not be valid
+ * UTF-8, which would make jansson refuse the whole answer: keep printable
+ * ASCII, replace the rest. */
+static void api_clean_text(const char *src, size_t src_max, char *dst)
+{
+	size_t i;
+
+	for (i = 0; i < src_max && src[i] != '\0'; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+/* addresses_json as stored; anything but a JSON array becomes []. */
+static json_t *api_parse_addresses(const char *text, size_t text_max)
+{
+	json_error_t jerr;
+	json_t *arr;
+
+	arr = json_loadb(text, strnlen(text, text_max), JSON_REJECT_DUPLICATES,
+	                 &jerr);
+	if (json_is_array(arr))
+		return arr;
+	json_decref(arr);
+	return json_array();
+}
+
+typedef struct api_peers_walk {
+	json_t *list;
+	int truncated;
+} api_peers_walk;
+
+static int api_peer_add(void *ctx, const fmd_peer_row *row)
+{
+	api_peers_walk *w = ctx;
+	char node_id[sizeof(row->node_id)];
+	char source[sizeof(row->source)];
+	char state[sizeof(row->state)];
+	char last_error[sizeof(row->last_error)];
+	char last_seen[FMD_API_TIME_STR_MAX];
+	int have_last_seen;
+	json_t *rtt = NULL;
+	json_t *peer;
+
+	if (json_array_size(w->list) >= FMD_API_PEERS_MAX) {
+		w->truncated = 1;
+		return 1;
+	}
+	api_clean_text(row->node_id, sizeof(row->node_id) - 1, node_id);
+	api_clean_text(row->source, sizeof(row->source) - 1, source);
+	api_clean_text(row->state, sizeof(row->state) - 1, state);
+	api_clean_text(row->last_error, sizeof(row->last_error) - 1,
+	               last_error);
+	have_last_seen = api_format_time(row->last_seen_unix_ms, last_seen,
+	                                 sizeof(last_seen)) == 0;
+	/* Negative means never measured; NaN would not serialise. */
+	if (row->rtt_ms >= 0 && isfinite(row->rtt_ms))
+		rtt = json_real(row->rtt_ms);
+	peer = json_pack("{s:s, s:o, s:s, s:s, s:o?, s:f, s:s?, s:s?}",
+	                 "node_id", node_id, "addresses",
+	                 api_parse_addresses(row->addresses_json,
+	                                     sizeof(row->addresses_json)),
+	                 "source", source, "state", state, "rtt_ms", rtt,
+	                 "score", isfinite(row->score) ? row->score : 0.0,
+	                 "last_seen", have_last_seen ? last_seen : NULL,
+	                 "last_error",
+	                 last_error[0] != '\0' ? last_error : NULL);
+	if (peer == NULL || json_array_append_new(w->list, peer) != 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static enum MHD_Result api_get_peers(fmd_api *api, struct MHD_Connection *conn)
+{
+	api_peers_walk w = {.list = json_array(), .truncated = 0};
+	int rc;
+
+	if (w.list == NULL || api->d->store == NULL)
+		goto fail;
+	rc = fmd_store_peers_foreach(api->d->store, api_peer_add, &w);
+	if (rc < 0) {
+		fmd_log(FM_LOG_WARN, "api", "listing peers failed: %s",
+		        strerror(-rc));
+		goto fail;
+	}
+	if (w.truncated)
+		fmd_log(FM_LOG_WARN, "api", "peer list cut at %d entries",
+		        FMD_API_PEERS_MAX);
+	return api_respond_json(api, conn, MHD_HTTP_OK, w.list, NULL, NULL);
+fail:
+	json_decref(w.list);
+	return api_error(api, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+	                 "cannot list peers", NULL, NULL);
+}
+
+static void api_text_printf(api_text *t, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+static void api_text_printf(api_text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= t->cap - t->len) {
+		t->overflow = 1;
+		return;
+	}
+	t->len += (size_t)n;
+}
+
+/* A label value with the escapes of the text format (\\, \", \n). */
+static void api_text_label(api_text *t, const char *value)
+{
+	for (; value != NULL && *value != '\0' && !t->overflow; value++) {
+		if (*value == '\\' || *value == '"')
+			api_text_printf(t, "\\%c", *value);
+		else if (*value == '\n')
+			api_text_printf(t, "\\n");
+		else
+			api_text_printf(t, "%c", *value);
+	}
+}
+
+static void api_text_family(api_text *t, const char *name, const char *type,
+                            const char *help)
+{
+	api_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+	                type);
+}
+
+static enum MHD_Result api_get_metrics(fmd_api *api,
+                                       struct MHD_Connection *conn)
+{
+	const fmd *d = api->d;
+	api_text t = {.buf = NULL, .len = 0, .cap = FMD_API_METRICS_MAX_BYTES};
+	fm_node_stats stats;
+	fm_node_status st;
+	unsigned r;
+	unsigned cls;
+
+	memset(&stats, 0, sizeof(stats));
+	memset(&st, 0, sizeof(st));
+	if (d->node != NULL) {
+		fm_node_get_stats(d->node, &stats);
+		fm_node_get_status(d->node, &st);
+	}
+	t.buf = malloc(t.cap);
+	if (t.buf == NULL)
+		return api_respond_internal(api, conn);
+
+	api_text_family(&t, "fedmesh_build_info", "gauge",
+	                "Version of fedmeshd; always 1.");
+	api_text_printf(&t, "fedmesh_build_info{version=\"");
+	api_text_label(&t, fm_version());
+	api_text_printf(&t, "\"} 1\n");
+
+	api_text_family(&t, "fedmesh_uptime_seconds", "gauge",
+	                "Seconds since fedmeshd started.");
+	api_text_printf(&t, "fedmesh_uptime_seconds %" PRIu64 "\n",
+	                api_uptime_s(d));
+
+	api_text_family(&t, "fedmesh_peers_connected", "gauge",
+	                "Peers with an established session.");
+	api_text_printf(&t, "fedmesh_peers_connected %" PRIu32 "\n",
+	                st.peers_connected);
+
+	api_text_family(&t, "fedmesh_datagrams_received_total", "counter",
+	                "Datagrams received on the peer port.");
+	api_text_printf(&t, "fedmesh_datagrams_received_total %" PRIu64 "\n",
+	                stats.datagrams_received);
+
+	api_text_family(&t, "fedmesh_datagrams_dropped_total", "counter",
+	                "Inbound datagrams dropped, by reason.");
+	for (r = 0; r < FM_DROP_REASON_COUNT; r++) {
+		const char *name = fm_drop_reason_name((enum fm_drop_reason)r);
+
+		api_text_printf(&t,
+		                "fedmesh_datagrams_dropped_total{reason=\"");
+		api_text_label(&t, name != NULL ? name : "unknown");
+		api_text_printf(&t, "\"} %" PRIu64 "\n",
+		                stats.datagrams_dropped[r]);
+	}
+
+	api_text_family(&t, "fedmesh_stream_bytes_received_total", "counter",
+	                "Bytes received on peer streams.");
+	api_text_printf(&t, "fedmesh_stream_bytes_received_total %" PRIu64 "\n",
+	                stats.stream_bytes_received);
+
+	api_text_family(&t, "fedmesh_http_requests_total", "counter",
+	                "Answers of the local HTTP API, by status class.");
+	for (cls = 1; cls < sizeof(d->counters.http_requests) /
+	                            sizeof(d->counters.http_requests[0]);
+	     cls++)
+		api_text_printf(&t,
+		                "fedmesh_http_requests_total{code=\"%uxx\"} "
+		                "%" PRIu64 "\n",
+		                cls, d->counters.http_requests[cls]);
+
+	api_text_family(&t, "fedmesh_http_unauthorized_total", "counter",
+	                "API requests refused for a missing or wrong token.");
+	api_text_printf(&t, "fedmesh_http_unauthorized_total %" PRIu64 "\n",
+	                d->counters.http_unauthorized);
+
+	api_text_family(&t, "fedmesh_http_forbidden_host_total", "counter",
+	                "API requests refused for a foreign Host header.");
+	api_text_printf(&t, "fedmesh_http_forbidden_host_total %" PRIu64 "\n",
+	                d->counters.http_forbidden_host);
+
+	api_text_family(&t, "fedmesh_udp_send_errors_total", "counter",
+	                "Datagrams the peer port failed to send.");
+	api_text_printf(&t, "fedmesh_udp_send_errors_total %" PRIu64 "\n",
+	                d->counters.udp_send_errors);
+
+	if (t.overflow) {
+		free(t.buf);
+		fmd_log(FM_LOG_ERROR, "api", "metrics page over %d bytes",
+		        FMD_API_METRICS_MAX_BYTES);
+		return api_error(api, conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		                 "internal", "metrics page too large", NULL,
+		                 NULL);
+	}
+	return api_queue(api, conn, MHD_HTTP_OK,
+	                 api_response_new(t.buf, t.len, FMD_API_METRICS_TYPE,
+	                                  NULL, NULL));
+}
+
+static const api_route api_routes[] = {
+        {.path = "/livez", .public_route = 1, .get = api_get_livez},
+        {.path = "/readyz", .public_route = 1, .get = api_get_readyz},
+        {.path = "/v1/status", .public_route = 0, .get = api_get_status},
+        {.path = "/v1/peers", .public_route = 0, .get = api_get_peers},
+        {.path = "/metrics", .public_route = 0, .get = api_get_metrics},
+};
+
+static const api_route *api_route_find(const char *url)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(api_routes) / sizeof(api_routes[0]); i++)
+		if (strcmp(url, api_routes[i].path) == 0)
+			return &api_routes[i];
+	return NULL;
+}
+
+/* ---- request flow -------------------------------------------------------- */
+
+/* Content-Length as announced; -1 when absent or not a plain number (MHD
+ * itself refuses malformed values before we are called). */
+static int64_t api_content_length(struct MHD_Connection *conn)
+{
+	const char *v;
+	char *end;
+	unsigned long long n;
+
+	v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (v == NULL || *v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n > INT64_MAX)
+		return INT64_MAX;
+	return (int64_t)n;
+}
+
+/* First callback, headers only: refuses what it can before any body is
+ * read. An answer queued here makes MHD close the connection afterwards,
+ * which is what we want for these refusals. */
+static enum MHD_Result api_on_headers(fmd_api *api, struct MHD_Connection *conn,
+                                      const char *url, api_req *req)
+{
+	const char *host;
+
+	/* Host first: a rebinding page must learn nothing, not even whether
+	 * its token guess was right. HTTP/1.0 may omit Host: refused too. */
+	host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                   MHD_HTTP_HEADER_HOST);
+	if (!fmd_api_host_allowed(host)) {
+		api->d->counters.http_forbidden_host++;
+		return api_error(api, conn, MHD_HTTP_FORBIDDEN,
+		                 "forbidden_host",
+		                 "Host header must be localhost, 127.0.0.1 or "
+		                 "[::1]",
+		                 NULL, NULL);
+	}
+	/* Unknown paths need the token too, so the API's shape is not
+	 * revealed to whoever lacks it. */
+	req->route = api_route_find(url);
+	if ((req->route == NULL || !req->route->public_route) &&
+	    !api_bearer_ok(api, conn)) {
+		api->d->counters.http_unauthorized++;
+		return api_error(api, conn, MHD_HTTP_UNAUTHORIZED,
+		                 "unauthorized",
+		                 "missing or wrong bearer token",
+		                 MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	}
+	if (api_content_length(conn) > FMD_API_BODY_DRAIN_MAX_BYTES)
+		return api_error(api, conn, MHD_HTTP_CONTENT_TOO_LARGE,
+		                 "payload_too_large", "request body too large",
+		                 NULL, NULL);
+	return MHD_YES;
+}
+
+/* Keeps up to FMD_API_BODY_MAX_BYTES of body; beyond that the request is
+ * marked for a 413 and the rest thrown away. Returns -EMSGSIZE once the
+ * drain limit is passed (the connection is then dropped unanswered: MHD
+ * cannot answer in the middle of an upload). */
+static int api_req_take_body(api_req *req, const char *data, size_t len)
+{
+	req->body_seen_bytes += len;
+	if (req->body_seen_bytes > FMD_API_BODY_DRAIN_MAX_BYTES)
+		return -EMSGSIZE;
+	if (req->reject_status != 0)
+		return 0;
+	if (len > FMD_API_BODY_MAX_BYTES - req->body_len) {
+		req->reject_status = MHD_HTTP_CONTENT_TOO_LARGE;
+		goto drop;
+	}
+	if (req->body_len + len + 1 > req->body_alloc) {
+		size_t want = req->body_alloc ? req->body_alloc
+		                              : FMD_API_BODY_INITIAL_BYTES;
+		char *p;
+
+		while (want < req->body_len + len + 1)
+			want *= 2;
+		if (want > FMD_API_BODY_MAX_BYTES + 1)
+			want = FMD_API_BODY_MAX_BYTES + 1;
+		p = realloc(req->body, want);
+		if (p == NULL) {
+			req->reject_status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+			goto drop;
+		}
+		req->body = p;
+		req->body_alloc = want;
+	}
+	memcpy(req->body + req->body_len, data, len);
+	req->body_len += len;
+	req->body[req->body_len] = '\0';
+	return 0;
+drop:
+	free(req->body);
+	req->body = NULL;
+	req->body_len = 0;
+	req->body_alloc = 0;
+	return 0;
+}
+
+static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn,
+                                      const char *url, const char *method,
+                                      const char *version,
+                                      const char *upload_data,
+                                      size_t *upload_data_size, void **req_cls)
+{
+	fmd_api *api = cls;
+	api_req *req = *req_cls;
+
+	(void)version;
+	if (req == NULL) {
+		req = calloc(1, sizeof(*req));
+		if (req == NULL)
+			return MHD_NO;
+		*req_cls = req;
+		return api_on_headers(api, conn, url, req);
+	}
+	if (*upload_data_size != 0) {
+		int rc = api_req_take_body(req, upload_data, *upload_data_size);
+
+		*upload_data_size = 0;
+		return rc < 0 ? MHD_NO : MHD_YES;
+	}
+
+	/* The whole request is in. The size check comes before routing, so
+	 * an oversized body gets 413 wherever it was sent. */
+	if (req->reject_status == MHD_HTTP_CONTENT_TOO_LARGE)
+		return api_error(api, conn, MHD_HTTP_CONTENT_TOO_LARGE,
+		                 "payload_too_large", "request body too large",
+		                 NULL, NULL);
+	if (req->reject_status != 0)
+		return api_respond_internal(api, conn);
+	if (req->route == NULL)
+		return api_error(api, conn, MHD_HTTP_NOT_FOUND, "not_found",
+		                 "no such endpoint", NULL, NULL);
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return api_error(api, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+		                 "method_not_allowed",
+		                 "this endpoint takes GET only",
+		                 MHD_HTTP_HEADER_ALLOW, FMD_API_ALLOW);
+	return req->route->get(api, conn);
+}
+
+static void api_on_completed(void *cls, struct MHD_Connection *conn,
+                             void **req_cls,
+                             enum MHD_RequestTerminationCode toe)
+{
+	api_req *req = *req_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (req == NULL)
+		return;
+	free(req->body);
+	free(req);
+	*req_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void
+api_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[FMD_API_LOG_LINE_MAX];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	fmd_log(FM_LOG_WARN, "api", "microhttpd: %s", line);
+}
+
+/* ---- the libuv side ------------------------------------------------------ */
+
+static void api_on_timer(uv_timer_t *timer);
+
+/* Runs MHD once, then sleeps until its next deadline: the epoll fd covers
+ * socket readiness, the timer covers timeouts and leftover work. */
+static void api_run(fmd_api *api, int from_timer)
+{
+	MHD_UNSIGNED_LONG_LONG timeout_ms;
+
+	/* MHD_NO here means misuse (wrong mode), not a client's error. */
+	if (MHD_run(api->mhd) != MHD_YES)
+		fmd_log(FM_LOG_ERROR, "api", "MHD_run failed");
+	if (MHD_get_timeout(api->mhd, &timeout_ms) != MHD_YES) {
+		uv_timer_stop(&api->timer);
+		return;
+	}
+	if (timeout_ms == 0 && from_timer)
+		timeout_ms = FMD_API_RERUN_DELAY_MS;
+	uv_timer_start(&api->timer, api_on_timer, (uint64_t)timeout_ms, 0);
+}
+
+static void api_on_timer(uv_timer_t *timer)
+{
+	api_run(timer->data, 1);
+}
+
+static void api_on_poll(uv_poll_t *poll, int status, int events)
+{
+	(void)events;
+	if (status < 0)
+		fmd_log(FM_LOG_WARN, "api", "poll on the MHD epoll fd: %s",
+		        uv_strerror(status));
+	api_run(poll->data, 0);
+}
+
+static void api_free(fmd_api *api)
+{
+	sodium_memzero(api->token, sizeof(api->token));
+	free(api);
+}
+
+static void api_on_handle_closed(uv_handle_t *handle)
+{
+	fmd_api *api = handle->data;
+
+	if (--api->handles_open == 0)
+		api_free(api);
+}
+
+/* Shared by stop and by a failed start. The poll handle is closed before
+ * MHD closes the epoll fd it watches; the struct is freed by the last close
+ * callback (or at once when no handle was initialised). */
+static void api_release(fmd_api *api)
+{
+	if (api->poll_inited)
+		uv_close((uv_handle_t *)&api->poll, api_on_handle_closed);
+	if (api->timer_inited)
+		uv_close((uv_handle_t *)&api->timer, api_on_handle_closed);
+	api->poll_inited = 0;
+	api->timer_inited = 0;
+	if (api->mhd != NULL)
+		MHD_stop_daemon(api->mhd);
+	api->mhd = NULL;
+	if (api->handles_open == 0)
+		api_free(api);
+}
+
+/* Builds the sockaddr MHD binds from "ADDR:PORT" / "[V6]:PORT". */
+static int api_sockaddr(const fm_addr *fa, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (fa->family == FM_AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(fa->port);
+		memcpy(&sin->sin_addr, fa->ip, 4);
+		return 0;
+	}
+	if (fa->family == FM_AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(fa->port);
+		memcpy(&sin6->sin6_addr, fa->ip, 16);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* What clients should dial: the bound address, with a wildcard replaced by
+ * loopback (the API answers only to local Host names anyway). */
+static int api_public_addr(const fm_addr *bound, uint16_t port, char *out,
+                           size_t out_len)
+{
+	static const uint8_t zero[16];
+	fm_addr shown = *bound;
+
+	shown.port = port;
+	if (shown.family == FM_AF_INET && memcmp(shown.ip, zero, 4) == 0) {
+		static const uint8_t v4_loopback[4] = {127, 0, 0, 1};
+
+		memcpy(shown.ip, v4_loopback, sizeof(v4_loopback));
+	} else if (shown.family == FM_AF_INET6 &&
+	           memcmp(shown.ip, zero, 16) == 0) {
+		shown.ip[15] = 1;
+	}
+	return fm_addr_format(&shown, out, out_len);
+}
+
+int fmd_api_start(fmd *d, const char *addr, const char *token, fmd_api **out,
+                  char *err, size_t err_len)
+{
+	fmd_api *api = NULL;
+	fm_addr fa;
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	int epoll_fd;
+	uint16_t port;
+	int rc;
+
+	if (d == NULL || d->loop == NULL || addr == NULL || out == NULL) {
+		api_set_err(err, err_len, "api: missing argument");
+		return -EINVAL;
+	}
+	*out = NULL;
+	if (!api_token_valid(token)) {
+		api_set_err(err, err_len,
+		            "api: token must be %d hex characters",
+		            FMD_API_TOKEN_HEX_LEN);
+		return -EINVAL;
+	}
+	if (fm_addr_parse(addr, &fa) != 0 || api_sockaddr(&fa, &ss) != 0) {
+		api_set_err(err, err_len,
+		            "api: bad address '%s' (want ADDR:PORT or "
+		            "[V6]:PORT)",
+		            addr);
+		return -EINVAL;
+	}
+	if (fa.family == FM_AF_INET6)
+		flags |= MHD_USE_IPv6;
+
+	api = calloc(1, sizeof(*api));
+	if (api == NULL) {
+		api_set_err(err, err_len, "api: out of memory");
+		return -ENOMEM;
+	}
+	api->d = d;
+	memcpy(api->token, token, FMD_API_TOKEN_HEX_LEN);
+
+	errno = 0;
+	api->mhd = MHD_start_daemon(
+	        flags, 0, NULL, NULL, api_on_request, api,
+	        /* First, so MHD's complaints about later options reach us. */
+	        MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)api_mhd_log, api,
+	        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	        MHD_OPTION_CONNECTION_LIMIT,
+	        (unsigned int)FMD_API_CONNECTION_LIMIT,
+	        MHD_OPTION_CONNECTION_TIMEOUT,
+	        (unsigned int)FMD_API_CONNECTION_TIMEOUT_S,
+	        MHD_OPTION_NOTIFY_COMPLETED, api_on_completed, api,
+	        /* Refuse sloppy HTTP rather than guess at it. */
+	        MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
+	if (api->mhd == NULL) {
+		rc = errno != 0 ? -errno : -EIO;
+		api_set_err(err, err_len, "api: cannot listen on %s: %s", addr,
+		            strerror(-rc));
+		goto fail;
+	}
+
+	info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	epoll_fd = info != NULL ? info->epoll_fd : -1;
+	info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	port = info != NULL ? info->port : 0;
+	if (epoll_fd < 0 || port == 0) {
+		rc = -EIO;
+		api_set_err(err, err_len,
+		            "api: microhttpd gave no epoll fd or port");
+		goto fail;
+	}
+	rc = api_public_addr(&fa, port, d->api_addr, sizeof(d->api_addr));
+	if (rc < 0) {
+		api_set_err(err, err_len, "api: cannot format bound address");
+		goto fail;
+	}
+
+	rc = uv_poll_init(d->loop, &api->poll, epoll_fd);
+	if (rc < 0) {
+		api_set_err(err, err_len, "api: uv_poll_init: %s",
+		            uv_strerror(rc));
+		goto fail;
+	}
+	api->poll.data = api;
+	api->poll_inited = 1;
+	api->handles_open++;
+	rc = uv_timer_init(d->loop, &api->timer);
+	if (rc < 0) {
+		api_set_err(err, err_len, "api: uv_timer_init: %s",
+		            uv_strerror(rc));
+		goto fail;
+	}
+	api->timer.data = api;
+	api->timer_inited = 1;
+	api->handles_open++;
+	rc = uv_poll_start(&api->poll, UV_READABLE, api_on_poll);
+	if (rc < 0) {
+		api_set_err(err, err_len, "api: uv_poll_start: %s",
+		            uv_strerror(rc));
+		goto fail;
+	}
+
+	fmd_log(FM_LOG_INFO, "api", "listening on %s", d->api_addr);
+	*out = api;
+	return 0;
+fail:
+	d->api_addr[0] = '\0';
+	api_release(api);
+	return rc;
+}
+
+void fmd_api_stop(fmd_api *api)
+{
+	if (api == NULL)
+		return;
+	if (api->d->api == api)
+		api->d->api = NULL;
+	api_release(api);
+}

@@ -1,0 +1,483 @@
+/* fedmeshd configuration. Three layers, each overriding the one before:
+ * embedded defaults (so no file is ever needed), an optional INI file, and
+ * command-line flags. The file is read whole (bounded) and handed to inih's
+ * string parser, so a config from the network or a fuzzer meets the same
+ * limits as one from disk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* inih (Debian build) reads lines into a 200-byte buffer and would split a
+ * longer one; we refuse such lines instead of misreading them. */
+#define FMD_CONFIG_LINE_MAX 199
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_API,
+	OPT_BOOTSTRAP,
+	OPT_LOG_FORMAT,
+	OPT_LOG_LEVEL,
+	OPT_ALLOW_ROOT,
+	OPT_PRINT_CONFIG,
+};
+
+static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"state-dir", required_argument, NULL, 's'},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"api", required_argument, NULL, OPT_API},
+        {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+        {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+};
+static const char short_options[] = "+c:s:hV";
+
+static int copy_str(char *dst, size_t dst_len, const char *src)
+{
+	size_t len = strlen(src);
+
+	if (len >= dst_len)
+		return -ENAMETOOLONG;
+	memcpy(dst, src, len + 1);
+	return 0;
+}
+
+void fmd_config_defaults(fmd_config *cfg, const char *xdg_state_home,
+                         const char *home)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	/* XDG says a relative XDG_STATE_HOME is invalid and must be ignored. */
+	if (xdg_state_home != NULL && xdg_state_home[0] == '/')
+		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s/fedmesh",
+		         xdg_state_home);
+	else if (home != NULL && home[0] != '\0')
+		snprintf(cfg->state_dir, sizeof(cfg->state_dir),
+		         "%s/.local/state/fedmesh", home);
+	else
+		cfg->state_dir[0] = '\0'; /* resolve() reports it */
+	copy_str(cfg->listen, sizeof(cfg->listen), FMD_DEFAULT_LISTEN);
+	copy_str(cfg->api, sizeof(cfg->api), FMD_DEFAULT_API);
+	cfg->log_format = FMD_LOG_TEXT;
+	cfg->log_level = FM_LOG_INFO;
+	cfg->allow_root = 0;
+}
+
+int fmd_config_check_addr(const char *text)
+{
+	fm_addr addr;
+
+	return fm_addr_parse(text, &addr);
+}
+
+static int parse_bool(const char *text, int *out)
+{
+	if (strcasecmp(text, "true") == 0 || strcasecmp(text, "yes") == 0 ||
+	    strcmp(text, "1") == 0 || strcasecmp(text, "on") == 0) {
+		*out = 1;
+		return 0;
+	}
+	if (strcasecmp(text, "false") == 0 || strcasecmp(text, "no") == 0 ||
+	    strcmp(text, "0") == 0 || strcasecmp(text, "off") == 0) {
+		*out = 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* One option, from the file or a flag: the same checks for both. */
+static int set_option(fmd_config *cfg, const char *section, const char *key,
+                      const char *value, char *err, size_t err_len)
+{
+	int rc = 0;
+
+	if (strcmp(section, "node") == 0 && strcmp(key, "state_dir") == 0) {
+		if (value[0] != '/') {
+			snprintf(err, err_len,
+			         "state_dir must be an absolute path: %s",
+			         value);
+			return -EINVAL;
+		}
+		rc = copy_str(cfg->state_dir, sizeof(cfg->state_dir), value);
+	} else if (strcmp(section, "node") == 0 && strcmp(key, "listen") == 0) {
+		if (fmd_config_check_addr(value) != 0)
+			goto bad_addr;
+		rc = copy_str(cfg->listen, sizeof(cfg->listen), value);
+	} else if (strcmp(section, "node") == 0 &&
+	           strcmp(key, "bootstrap") == 0) {
+		if (fmd_config_check_addr(value) != 0)
+			goto bad_addr;
+		if (cfg->bootstrap_count >= FMD_BOOTSTRAP_MAX) {
+			snprintf(err, err_len,
+			         "too many bootstrap addresses (at most %d)",
+			         FMD_BOOTSTRAP_MAX);
+			return -E2BIG;
+		}
+		rc = copy_str(cfg->bootstrap[cfg->bootstrap_count],
+		              sizeof(cfg->bootstrap[0]), value);
+		if (rc == 0)
+			cfg->bootstrap_count++;
+	} else if (strcmp(section, "api") == 0 && strcmp(key, "listen") == 0) {
+		if (fmd_config_check_addr(value) != 0)
+			goto bad_addr;
+		rc = copy_str(cfg->api, sizeof(cfg->api), value);
+	} else if (strcmp(section, "log") == 0 && strcmp(key, "format") == 0) {
+		if (fmd_log_format_parse(value, &cfg->log_format) != 0) {
+			snprintf(err, err_len,
+			         "log format must be text or json, not '%s'",
+			         value);
+			return -EINVAL;
+		}
+	} else if (strcmp(section, "log") == 0 && strcmp(key, "level") == 0) {
+		if (fmd_log_level_parse(value, &cfg->log_level) != 0) {
+			snprintf(
+			        err, err_len,
+			        "log level must be error, warn, info or debug, "
+			        "not '%s'",
+			        value);
+			return -EINVAL;
+		}
+	} else if (strcmp(section, "security") == 0 &&
+	           strcmp(key, "allow_root") == 0) {
+		if (parse_bool(value, &cfg->allow_root) != 0) {
+			snprintf(err, err_len,
+			         "allow_root must be true or false, not '%s'",
+			         value);
+			return -EINVAL;
+		}
+	} else {
+		snprintf(err, err_len, "unknown option [%s] %s", section, key);
+		return -EINVAL;
+	}
+	if (rc != 0)
+		snprintf(err, err_len, "value too long for [%s] %s", section,
+		         key);
+	return rc;
+bad_addr:
+	snprintf(err, err_len,
+	         "[%s] %s: '%s' is not a numeric ADDR:PORT (e.g. "
+	         "0.0.0.0:7420 or [::]:7420)",
+	         section, key, value);
+	return -EINVAL;
+}
+
+struct ini_ctx {
+	fmd_config *cfg;
+	char msg[256];
+	int failed; /* the first error's code, 0 while none */
+};
+
+static int on_ini_value(void *user, const char *section, const char *name,
+                        const char *value)
+{
+	struct ini_ctx *ctx = user;
+
+	int rc;
+
+	if (ctx->failed != 0)
+		return 0;
+	rc = set_option(ctx->cfg, section, name, value, ctx->msg,
+	                sizeof(ctx->msg));
+	if (rc != 0) {
+		ctx->failed = rc;
+		return 0;
+	}
+	return 1;
+}
+
+static int check_lines(const char *text, char *err, size_t err_len,
+                       const char *path)
+{
+	size_t line = 1;
+	size_t col = 0;
+
+	for (; *text != '\0'; text++) {
+		if (*text == '\n') {
+			line++;
+			col = 0;
+			continue;
+		}
+		if (++col > FMD_CONFIG_LINE_MAX) {
+			snprintf(err, err_len,
+			         "%s:%zu: line longer than %d characters", path,
+			         line, FMD_CONFIG_LINE_MAX);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int fmd_config_load_string(fmd_config *cfg, const char *text, const char *name,
+                           char *err, size_t err_len)
+{
+	struct ini_ctx ctx;
+	int line;
+	int rc;
+
+	rc = check_lines(text, err, err_len, name);
+	if (rc != 0)
+		return rc;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cfg = cfg;
+	line = ini_parse_string(text, on_ini_value, &ctx);
+	if (line != 0) {
+		snprintf(err, err_len, "%s:%d: %s", name, line,
+		         ctx.failed != 0 ? ctx.msg : "syntax error");
+		return ctx.failed != 0 ? ctx.failed : -EINVAL;
+	}
+	return 0;
+}
+
+int fmd_config_load_file(fmd_config *cfg, const char *path, char *err,
+                         size_t err_len)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int fd = -1;
+	int rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot open config file %s: %s", path,
+		         strerror(errno));
+		goto cleanup;
+	}
+	text = malloc(FMD_CONFIG_FILE_MAX_BYTES + 1);
+	if (text == NULL) {
+		rc = -ENOMEM;
+		snprintf(err, err_len, "out of memory");
+		goto cleanup;
+	}
+	for (;;) {
+		ssize_t n =
+		        read(fd, text + len, FMD_CONFIG_FILE_MAX_BYTES - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			snprintf(err, err_len, "cannot read %s: %s", path,
+			         strerror(errno));
+			goto cleanup;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == FMD_CONFIG_FILE_MAX_BYTES) {
+			rc = -EFBIG;
+			snprintf(err, err_len,
+			         "config file %s is larger than %d bytes", path,
+			         FMD_CONFIG_FILE_MAX_BYTES);
+			goto cleanup;
+		}
+	}
+	text[len] = '\0';
+	if (memchr(text, '\0', len) != NULL) {
+		rc = -EINVAL;
+		snprintf(err, err_len, "%s: binary data in config file", path);
+		goto cleanup;
+	}
+	rc = fmd_config_load_string(cfg, text, path, err, err_len);
+	if (rc == 0)
+		copy_str(cfg->config_file, sizeof(cfg->config_file), path);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return rc;
+}
+
+static int default_config_path(const fmd_config_env *env, char *out,
+                               size_t out_len)
+{
+	int n;
+
+	if (env->xdg_config_home != NULL && env->xdg_config_home[0] == '/')
+		n = snprintf(out, out_len, "%s/fedmesh/fedmesh.conf",
+		             env->xdg_config_home);
+	else if (env->home != NULL && env->home[0] != '\0')
+		n = snprintf(out, out_len, "%s/.config/fedmesh/fedmesh.conf",
+		             env->home);
+	else
+		return -ENOENT;
+	return (n < 0 || (size_t)n >= out_len) ? -ENAMETOOLONG : 0;
+}
+
+int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
+                       const fmd_config_env *env, enum fmd_action *action,
+                       char *err, size_t err_len)
+{
+	char path[FMD_PATH_MAX];
+	const char *config_flag = NULL;
+	int bootstrap_from_flags = 0;
+	int opt;
+	int rc;
+
+	*action = FMD_ACTION_RUN;
+	fmd_config_defaults(cfg, env->xdg_state_home, env->home);
+
+	/* Pass 1: only what decides which file to read, and --help. */
+	opterr = 0;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, short_options, long_options,
+	                          NULL)) != -1) {
+		if (opt == 'c') {
+			config_flag = optarg;
+		} else if (opt == 'h') {
+			*action = FMD_ACTION_HELP;
+			return 0;
+		} else if (opt == 'V') {
+			*action = FMD_ACTION_VERSION;
+			return 0;
+		} else if (opt == '?' || opt == ':') {
+			snprintf(err, err_len,
+			         "unknown option or missing argument: %s "
+			         "(see --help)",
+			         argv[optind - 1]);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, err_len, "unexpected argument: %s (see --help)",
+		         argv[optind]);
+		return -EINVAL;
+	}
+
+	if (config_flag != NULL) {
+		rc = fmd_config_load_file(cfg, config_flag, err, err_len);
+		if (rc != 0)
+			return rc;
+	} else if (default_config_path(env, path, sizeof(path)) == 0 &&
+	           access(path, F_OK) == 0) {
+		rc = fmd_config_load_file(cfg, path, err, err_len);
+		if (rc != 0)
+			return rc;
+	}
+
+	/* Pass 2: flags override the file. */
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, short_options, long_options,
+	                          NULL)) != -1) {
+		const char *section = NULL;
+		const char *key = NULL;
+		switch (opt) {
+		case 's':
+			section = "node", key = "state_dir";
+			break;
+		case OPT_LISTEN:
+			section = "node", key = "listen";
+			break;
+		case OPT_API:
+			section = "api", key = "listen";
+			break;
+		case OPT_BOOTSTRAP:
+			/* Flags replace the file's list rather than add to it.
+			 */
+			if (!bootstrap_from_flags) {
+				cfg->bootstrap_count = 0;
+				bootstrap_from_flags = 1;
+			}
+			section = "node", key = "bootstrap";
+			break;
+		case OPT_LOG_FORMAT:
+			section = "log", key = "format";
+			break;
+		case OPT_LOG_LEVEL:
+			section = "log", key = "level";
+			break;
+		case OPT_ALLOW_ROOT:
+			cfg->allow_root = 1;
+			break;
+		case OPT_PRINT_CONFIG:
+			*action = FMD_ACTION_PRINT_CONFIG;
+			break;
+		default:
+			break;
+		}
+		if (section != NULL) {
+			rc = set_option(cfg, section, key, optarg, err,
+			                err_len);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	if (cfg->state_dir[0] == '\0') {
+		snprintf(err, err_len,
+		         "no state directory: set HOME, XDG_STATE_HOME or "
+		         "--state-dir");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void fmd_config_print(const fmd_config *cfg, FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "# effective fedmeshd configuration");
+	if (cfg->config_file[0] != '\0')
+		fprintf(out, " (file: %s)", cfg->config_file);
+	fprintf(out, "\n[node]\nstate_dir = %s\nlisten = %s\n", cfg->state_dir,
+	        cfg->listen);
+	for (i = 0; i < cfg->bootstrap_count; i++)
+		fprintf(out, "bootstrap = %s\n", cfg->bootstrap[i]);
+	fprintf(out, "\n[api]\nlisten = %s\n", cfg->api);
+	fprintf(out, "\n[log]\nformat = %s\nlevel = %s\n",
+	        fmd_log_format_name(cfg->log_format),
+	        fmd_log_level_name(cfg->log_level));
+	fprintf(out, "\n[security]\nallow_root = %s\n",
+	        cfg->allow_root ? "true" : "false");
+}
+
+void fmd_config_usage(FILE *out, const char *argv0)
+{
+	fprintf(out,
+	        "Usage: %s [OPTIONS]\n"
+	        "\n"
+	        "fedmeshd is the fedmesh node: it keeps this machine's "
+	        "identity, talks to\n"
+	        "peers of its federation and serves a local HTTP API for the "
+	        "fedmesh CLI.\n"
+	        "\n"
+	        "Options (each also settable in the config file; flags win):\n"
+	        "  -c, --config FILE      INI config file (default: "
+	        "$XDG_CONFIG_HOME/fedmesh/fedmesh.conf,\n"
+	        "                         read only if it exists)\n"
+	        "  -s, --state-dir DIR    state directory (default: "
+	        "$XDG_STATE_HOME/fedmesh,\n"
+	        "                         else ~/.local/state/fedmesh)\n"
+	        "      --listen ADDR:PORT peer port, UDP and TCP (default "
+	        "%s; port 0 = any free port)\n"
+	        "      --api ADDR:PORT    local HTTP API (default %s; port 0 "
+	        "= any free port)\n"
+	        "      --bootstrap ADDR:PORT\n"
+	        "                         peer to contact at start "
+	        "(repeatable, up to %d)\n"
+	        "      --log-format FMT   text (default) or json (one object "
+	        "per line)\n"
+	        "      --log-level LEVEL  error, warn, info (default) or "
+	        "debug\n"
+	        "      --allow-root       run even as root (not "
+	        "recommended)\n"
+	        "      --print-config     print the effective configuration "
+	        "and exit\n"
+	        "  -h, --help             show this help and exit\n"
+	        "  -V, --version          show the version and exit\n"
+	        "\n"
+	        "Files in the state directory: identity.key (0600), "
+	        "fedmesh.db, api.addr,\n"
+	        "api.token (0600). See fedmeshd(1) and fedmesh(1).\n",
+	        argv0, FMD_DEFAULT_LISTEN, FMD_DEFAULT_API, FMD_BOOTSTRAP_MAX);
+}

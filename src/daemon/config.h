@@ -1,0 +1,83 @@
+/* fedmeshd configuration: embedded defaults, overridden by the INI file
+ * (inih), overridden by command-line flags. Every option exists in all
+ * three places; `fedmeshd --print-config` shows the result. */
+#ifndef FMD_CONFIG_H
+#define FMD_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "fedmesh/fedmesh.h"
+#include "log.h"
+
+#define FMD_DEFAULT_PEER_PORT 7420
+#define FMD_DEFAULT_API_PORT 7421
+#define FMD_DEFAULT_LISTEN "0.0.0.0:7420"
+#define FMD_DEFAULT_API "127.0.0.1:7421"
+#define FMD_BOOTSTRAP_MAX 16
+#define FMD_PATH_MAX 1024
+/* Longest config file line we accept; inih's own buffer is the bound. */
+#define FMD_CONFIG_FILE_MAX_BYTES (1024 * 1024)
+
+typedef struct fmd_config {
+	char state_dir[FMD_PATH_MAX];
+	char config_file[FMD_PATH_MAX]; /* file that was read; "" if none */
+	char listen[FM_ADDR_STR_MAX];   /* peer port, UDP and TCP */
+	char api[FM_ADDR_STR_MAX];      /* local HTTP API */
+	char bootstrap[FMD_BOOTSTRAP_MAX][FM_ADDR_STR_MAX];
+	size_t bootstrap_count;
+	enum fmd_log_format log_format;
+	enum fm_log_level log_level;
+	int allow_root;
+} fmd_config;
+
+/* What the command line asked for besides configuration. */
+enum fmd_action {
+	FMD_ACTION_RUN = 0,
+	FMD_ACTION_HELP,
+	FMD_ACTION_VERSION,
+	FMD_ACTION_PRINT_CONFIG,
+};
+
+/* Fills cfg with embedded defaults. state_dir comes from xdg_state_home
+ * (when non-empty) or home + "/.local/state", then "/fedmesh". Both may be
+ * NULL; callers pass getenv() results, which keeps this testable. */
+void fmd_config_defaults(fmd_config *cfg, const char *xdg_state_home,
+                         const char *home);
+
+/* Applies one INI file. A missing file is -ENOENT (the caller decides
+ * whether that matters). Unknown keys, bad values and lines too long are
+ * errors with file:line in err. */
+int fmd_config_load_file(fmd_config *cfg, const char *path, char *err,
+                         size_t err_len);
+/* The same from a NUL-terminated string; name labels error messages. */
+int fmd_config_load_string(fmd_config *cfg, const char *text, const char *name,
+                           char *err, size_t err_len);
+
+/* Full resolution: defaults < file < flags. The file is --config FILE if
+ * given (must exist), else $XDG_CONFIG_HOME/fedmesh/fedmesh.conf or
+ * ~/.config/fedmesh/fedmesh.conf if that exists. env values are passed in
+ * (NULL allowed). Returns 0 and the action, or a negative errno with a
+ * message in err (usage errors: -EINVAL). */
+typedef struct fmd_config_env {
+	const char *xdg_state_home;
+	const char *xdg_config_home;
+	const char *home;
+} fmd_config_env;
+
+int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
+                       const fmd_config_env *env, enum fmd_action *action,
+                       char *err, size_t err_len);
+
+/* Writes the effective configuration as an INI file that
+ * fmd_config_load_file() reads back to the same values. */
+void fmd_config_print(const fmd_config *cfg, FILE *out);
+
+void fmd_config_usage(FILE *out, const char *argv0);
+
+/* Splits "HOST:PORT" / "[V6]:PORT" and checks it is numeric; port 0 is
+ * allowed (any free port). Returns 0 or -EINVAL. */
+int fmd_config_check_addr(const char *text);
+
+#endif

@@ -1,0 +1,45 @@
+/* The daemon's shared context. fedmeshd is a thin driver: it turns libuv
+ * events into calls on the protocol core (fm_node) and the core's ops into
+ * libuv requests. This struct is what the API, the store and the event loop
+ * share; it lives for the whole process. */
+#ifndef FMD_DAEMON_H
+#define FMD_DAEMON_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "fedmesh/fedmesh.h"
+#include "store.h"
+
+struct fmd_api;
+
+/* Counters of the daemon itself (the core keeps its own, fm_node_stats). */
+typedef struct fmd_counters {
+	uint64_t http_requests[6];    /* index = status / 100 (1xx..5xx) */
+	uint64_t http_unauthorized;   /* 401 answers */
+	uint64_t http_forbidden_host; /* 403 answers to a foreign Host */
+	uint64_t udp_send_errors;
+} fmd_counters;
+
+typedef struct fmd {
+	uv_loop_t *loop;
+	fmd_config cfg;
+	fm_identity identity;
+	fm_node *node;
+	fmd_store *store;
+	struct fmd_api *api;
+	uint64_t started_mono_ms; /* uv_now() at start */
+	int64_t started_unix_ms;
+	char node_id_hex[FM_NODE_ID_HEX_LEN + 1];
+	/* Bound addresses, after port 0 was resolved. */
+	char listen_udp[FM_ADDR_STR_MAX];
+	char listen_tcp[FM_ADDR_STR_MAX];
+	char api_addr[FM_ADDR_STR_MAX];
+	fmd_counters counters;
+} fmd;
+
+/* Monotonic milliseconds on the loop's clock (what the core gets as now_ms). */
+uint64_t fmd_now_ms(const fmd *d);
+
+#endif

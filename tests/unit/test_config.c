@@ -1,0 +1,294 @@
+/* Unit tests of configuration resolution: embedded defaults < INI file <
+ * command-line flags, XDG paths, and clear errors for bad input. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "daemon/config.h"
+
+static char tmpdir[64];
+
+static int group_setup(void **state)
+{
+	(void)state;
+	strcpy(tmpdir, "/tmp/fedmesh-test-config-XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	fclose(fp);
+}
+
+/* Runs resolve() on a NULL-terminated argument list. */
+static int resolve(fmd_config *cfg, const fmd_config_env *env,
+                   enum fmd_action *action, char *err, size_t err_len, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+	char *arg;
+
+	argv[argc++] = (char *)"fedmeshd";
+	va_start(ap, err_len);
+	while ((arg = va_arg(ap, char *)) != NULL && argc < 31)
+		argv[argc++] = arg;
+	va_end(ap);
+	argv[argc] = NULL;
+	return fmd_config_resolve(cfg, argc, argv, env, action, err, err_len);
+}
+
+static void test_defaults(void **state)
+{
+	fmd_config cfg;
+
+	(void)state;
+	fmd_config_defaults(&cfg, "/x/state", "/home/u");
+	assert_string_equal(cfg.state_dir, "/x/state/fedmesh");
+	assert_string_equal(cfg.listen, "0.0.0.0:7420");
+	assert_string_equal(cfg.api, "127.0.0.1:7421");
+	assert_int_equal(cfg.log_format, FMD_LOG_TEXT);
+	assert_int_equal(cfg.log_level, FM_LOG_INFO);
+	assert_int_equal(cfg.bootstrap_count, 0);
+	fmd_config_defaults(&cfg, NULL, "/home/u");
+	assert_string_equal(cfg.state_dir, "/home/u/.local/state/fedmesh");
+	/* a relative XDG_STATE_HOME is invalid per the XDG spec: ignored */
+	fmd_config_defaults(&cfg, "rel/dir", "/home/u");
+	assert_string_equal(cfg.state_dir, "/home/u/.local/state/fedmesh");
+}
+
+static void test_precedence(void **state)
+{
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128];
+	char err[256];
+	fmd_config cfg;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/prec.conf", tmpdir);
+	write_text(path, "[node]\nlisten = 127.0.0.1:9000\n"
+	                 "bootstrap = 10.0.0.1:7420\n"
+	                 "bootstrap = 10.0.0.2:7420\n"
+	                 "[api]\nlisten = 127.0.0.1:9001\n"
+	                 "[log]\nlevel = debug\nformat = json\n");
+	/* file over defaults */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 0);
+	assert_int_equal(action, FMD_ACTION_RUN);
+	assert_string_equal(cfg.listen, "127.0.0.1:9000");
+	assert_string_equal(cfg.api, "127.0.0.1:9001");
+	assert_int_equal(cfg.log_level, FM_LOG_DEBUG);
+	assert_int_equal(cfg.log_format, FMD_LOG_JSON);
+	assert_int_equal(cfg.bootstrap_count, 2);
+	assert_string_equal(cfg.config_file, path);
+	/* untouched keys keep their defaults */
+	assert_string_equal(cfg.state_dir, "/home/u/.local/state/fedmesh");
+	/* flags over the file, whatever their position */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--listen", "0.0.0.0:0", "--config", path,
+	                         "--log-level", "warn", "--bootstrap",
+	                         "[::1]:7420", "--state-dir", "/s", NULL),
+	                 0);
+	assert_string_equal(cfg.listen, "0.0.0.0:0");
+	assert_string_equal(cfg.api, "127.0.0.1:9001");
+	assert_int_equal(cfg.log_level, FM_LOG_WARN);
+	assert_int_equal(cfg.log_format, FMD_LOG_JSON);
+	assert_string_equal(cfg.state_dir, "/s");
+	/* flags replace the file's bootstrap list rather than append */
+	assert_int_equal(cfg.bootstrap_count, 1);
+	assert_string_equal(cfg.bootstrap[0], "[::1]:7420");
+}
+
+static void test_default_file_location(void **state)
+{
+	fmd_config_env env = {NULL, NULL, NULL};
+	enum fmd_action action;
+	char dir[128], path[160];
+	char err[256];
+	fmd_config cfg;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/xdgconf", tmpdir);
+	mkdir(dir, 0700);
+	snprintf(path, sizeof(path), "%s/fedmesh", dir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/fedmesh/fedmesh.conf", dir);
+	env.xdg_config_home = dir;
+	env.xdg_state_home = "/st";
+	/* no file yet: embedded defaults, no error */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), NULL),
+	                 0);
+	assert_string_equal(cfg.config_file, "");
+	write_text(path, "[api]\nlisten = [::1]:0\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), NULL),
+	                 0);
+	assert_string_equal(cfg.api, "[::1]:0");
+	assert_string_equal(cfg.config_file, path);
+	assert_string_equal(cfg.state_dir, "/st/fedmesh");
+}
+
+static void test_errors(void **state)
+{
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128];
+	char err[256];
+	char longline[400];
+	fmd_config cfg;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/bad.conf", tmpdir);
+	/* an explicit --config that does not exist is an error */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         "/nonexistent/fedmesh.conf", NULL),
+	                 -ENOENT);
+	assert_non_null(strstr(err, "/nonexistent/fedmesh.conf"));
+
+	write_text(path, "[node]\nlisten = 0.0.0.0:7420\nfrobnicate = 1\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, ":3:"));
+	assert_non_null(strstr(err, "frobnicate"));
+
+	write_text(path, "[node]\nlisten = example.com:7420\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "example.com:7420"));
+
+	write_text(path, "[log]\nlevel = loud\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+
+	write_text(path, "this is not ini\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+
+	memset(longline, 'a', sizeof(longline) - 1);
+	longline[sizeof(longline) - 1] = '\0';
+	memcpy(longline, "# ", 2);
+	write_text(path, longline);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "longer than"));
+
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--listen", "nope", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--no-such-flag", NULL),
+	                 -EINVAL);
+	assert_int_equal(
+	        resolve(&cfg, &env, &action, err, sizeof(err), "stray", NULL),
+	        -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--state-dir", "relative", NULL),
+	                 -EINVAL);
+	/* no HOME and no XDG_STATE_HOME: nowhere to keep state */
+	env.home = NULL;
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), NULL),
+	                 -EINVAL);
+}
+
+static void test_bootstrap_limit(void **state)
+{
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128];
+	char err[256];
+	char text[2048] = "[node]\n";
+	fmd_config cfg;
+	int i;
+
+	(void)state;
+	for (i = 0; i <= FMD_BOOTSTRAP_MAX; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		         "bootstrap = 10.0.0.%d:7420\n", i + 1);
+	snprintf(path, sizeof(path), "%s/many.conf", tmpdir);
+	write_text(path, text);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -E2BIG);
+}
+
+static void test_actions_and_print_round_trip(void **state)
+{
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128];
+	char err[256];
+	fmd_config cfg, again;
+	FILE *fp;
+
+	(void)state;
+	assert_int_equal(
+	        resolve(&cfg, &env, &action, err, sizeof(err), "-h", NULL), 0);
+	assert_int_equal(action, FMD_ACTION_HELP);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--version", NULL),
+	                 0);
+	assert_int_equal(action, FMD_ACTION_VERSION);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--print-config", "--api", "127.0.0.1:0",
+	                         "--bootstrap", "10.1.2.3:7420", "--allow-root",
+	                         "--log-format", "json", NULL),
+	                 0);
+	assert_int_equal(action, FMD_ACTION_PRINT_CONFIG);
+	snprintf(path, sizeof(path), "%s/printed.conf", tmpdir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fmd_config_print(&cfg, fp);
+	fclose(fp);
+	fmd_config_defaults(&again, NULL, "/elsewhere");
+	assert_int_equal(fmd_config_load_file(&again, path, err, sizeof(err)),
+	                 0);
+	assert_string_equal(again.state_dir, cfg.state_dir);
+	assert_string_equal(again.listen, cfg.listen);
+	assert_string_equal(again.api, "127.0.0.1:0");
+	assert_int_equal(again.bootstrap_count, 1);
+	assert_string_equal(again.bootstrap[0], "10.1.2.3:7420");
+	assert_int_equal(again.allow_root, 1);
+	assert_int_equal(again.log_format, FMD_LOG_JSON);
+	assert_int_equal(again.log_level, cfg.log_level);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_defaults),
+	        cmocka_unit_test(test_precedence),
+	        cmocka_unit_test(test_default_file_location),
+	        cmocka_unit_test(test_errors),
+	        cmocka_unit_test(test_bootstrap_limit),
+	        cmocka_unit_test(test_actions_and_print_round_trip),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
