@@ -68,6 +68,8 @@ enum fm_cli_exit {
 #define FM_CLI_TIMEOUT_MAX_S 3600.0
 /* Positional arguments after the command; no command takes more than 1. */
 #define FM_CLI_ARGS_MAX 4
+/* A command's name and arguments as the help lists them. */
+#define FM_CLI_COMMAND_NAME_MAX 32
 /* Node IDs are 64 hex characters; the table shows a prefix, as git and
  * docker do, which is unique enough to tell peers apart by eye. */
 #define FM_CLI_NODE_SHORT_LEN 16
@@ -147,16 +149,14 @@ static const cli_command commands[] = {
 
 #define FM_CLI_COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
 
-static const char usage_text[] =
+/* The general help: usage_head, the commands table, usage_tail. */
+static const char usage_head[] =
         "Usage: fedmesh [OPTIONS] COMMAND [ARGS]\n"
         "\n"
         "Query fedmeshd, the fedmesh daemon, through its local HTTP API.\n"
-        "\n"
-        "Commands:\n"
-        "  status             Show this node's ID, mode, peers and addresses\n"
-        "  peers              List the peers this node knows\n"
-        "  id                 Print this node's ID\n"
-        "  help [COMMAND]     Show help for fedmesh or for COMMAND\n"
+        "\n";
+
+static const char usage_tail[] =
         "\n"
         "Options (before or after the command):\n"
         "  --state-dir DIR    fedmeshd's state directory, where api.addr and\n"
@@ -342,6 +342,21 @@ static const cli_command *command_find(const char *name)
 			return &commands[i];
 	}
 	return NULL;
+}
+
+static void usage_print(FILE *out)
+{
+	char name[FM_CLI_COMMAND_NAME_MAX];
+	size_t i;
+
+	fputs(usage_head, out);
+	fputs("Commands:\n", out);
+	for (i = 0; i < FM_CLI_COMMAND_COUNT; i++) {
+		snprintf(name, sizeof(name), "%s%s", commands[i].name,
+		         commands[i].args);
+		fprintf(out, "  %-17s  %s\n", name, commands[i].summary);
+	}
+	fputs(usage_tail, out);
 }
 
 static int timeout_set(cli *c, const char *text)
@@ -542,7 +557,7 @@ static int cmd_help(cli *c)
 	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
 
 	if (c->args_count == 0) {
-		fputs(usage_text, stdout);
+		usage_print(stdout);
 		return 0;
 	}
 	cmd = command_find(c->args[0]);
@@ -1609,7 +1624,7 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	if (c.cmd == NULL) {
-		fputs(usage_text, stderr);
+		usage_print(stderr);
 		c.exit_code = FM_CLI_EXIT_USAGE;
 		rc = -EINVAL;
 		goto cleanup;
