@@ -9,8 +9,9 @@ set -u
 : "${NM:=nm}"
 
 # Pure functions only: memory and string helpers, formatting into buffers,
-# libsodium and msgpack-c, and compiler/sanitizer runtime hooks.
-ALLOW='^(crypto_[a-z0-9_]+|sodium_[a-z0-9_]+|msgpack_[a-z0-9_]+|mem(cpy|move|set|cmp|chr)|str(len|nlen|chr|rchr|cmp|ncmp|str|tol|toul|toull|spn|cspn)|v?snprintf|calloc|malloc|realloc|free|qsort|bsearch|inet_pton|inet_ntop|__stack_chk_fail|__assert_fail|__memcpy_chk|__memset_chk|__snprintf_chk|__vsnprintf_chk|__(a|ub)san_[A-Za-z0-9_]+|__sanitizer_[A-Za-z0-9_]+|_GLOBAL_OFFSET_TABLE_)$'
+# libsodium and msgpack-c, pow() from libm, and compiler/sanitizer runtime
+# hooks.
+ALLOW='^(crypto_[a-z0-9_]+|sodium_[a-z0-9_]+|msgpack_[a-z0-9_]+|mem(cpy|move|set|cmp|chr)|str(len|nlen|chr|rchr|cmp|ncmp|str|tol|toul|toull|spn|cspn)|v?snprintf|calloc|malloc|realloc|free|qsort|bsearch|pow|inet_pton|inet_ntop|__stack_chk_fail|__assert_fail|__memcpy_chk|__memset_chk|__snprintf_chk|__vsnprintf_chk|__(a|ub)san_[A-Za-z0-9_]+|__sanitizer_[A-Za-z0-9_]+|_GLOBAL_OFFSET_TABLE_)$'
 
 forbidden() {
 	grep -Ev "$ALLOW" || true

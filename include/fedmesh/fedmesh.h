@@ -82,6 +82,134 @@ int fm_hex_decode(const char *in, uint8_t *out, size_t out_len);
 /* Wipes an identity's secret material (sodium_memzero). Accepts NULL. */
 void fm_identity_wipe(fm_identity *id);
 
+/* ---- federation membership ------------------------------------------- */
+
+#define FM_FEDERATION_KEY_BYTES 32
+
+/* An invite carries the federation key and up to FM_INVITE_ADDRS_MAX
+ * bootstrap addresses, as one copy-paste-safe word:
+ * "fedmesh1" followed by lowercase base32 of a versioned body and a
+ * checksum (docs/PROTOCOL.md, "Invites"). */
+#define FM_INVITE_ADDRS_MAX 8
+#define FM_INVITE_TEXT_MAX 512 /* longest invite accepted or produced */
+
+/* Writes the invite, NUL-terminated, into out. -ENOSPC when out_len is too
+ * small, -EINVAL for a bad argument or more than FM_INVITE_ADDRS_MAX
+ * addresses. */
+int fm_invite_encode(const uint8_t key[FM_FEDERATION_KEY_BYTES],
+                     const fm_addr *addrs, size_t addr_count, char *out,
+                     size_t out_len);
+/* Parses an invite; surrounding whitespace is ignored. -EINVAL for anything
+ * malformed (wrong prefix, bad base32, bad checksum, unknown version,
+ * oversize). *addr_count receives the number of addresses (at most max). */
+int fm_invite_decode(const char *text, uint8_t key[FM_FEDERATION_KEY_BYTES],
+                     fm_addr *addrs, size_t max, size_t *addr_count);
+
+/* ---- signed node records ------------------------------------------------ */
+
+#define FM_RECORD_ADDRS_MAX 8
+#define FM_RECORD_SERVICES_MAX 16
+#define FM_SERVICE_NAME_MAX 32 /* bytes, [a-z0-9_.-] */
+#define FM_SIGNATURE_BYTES 64
+#define FM_RECORD_MAX_BYTES 1024 /* encoded, signature included */
+
+typedef struct fm_service {
+	char name[FM_SERVICE_NAME_MAX + 1];
+	uint32_t slots; /* concurrent jobs this node runs for the service */
+} fm_service;
+
+/* What a node says about itself: who it is, where it listens, what it
+ * offers. Higher seq supersedes lower; the signature covers every field. */
+typedef struct fm_record {
+	uint8_t public_key[FM_PUBLIC_KEY_BYTES];
+	uint8_t node_id[FM_NODE_ID_BYTES]; /* derived, not encoded */
+	uint64_t seq;
+	fm_addr addrs[FM_RECORD_ADDRS_MAX];
+	uint8_t addr_count;
+	fm_service services[FM_RECORD_SERVICES_MAX];
+	uint8_t service_count;
+	uint32_t capacity; /* total concurrent job slots */
+	uint8_t signature[FM_SIGNATURE_BYTES];
+} fm_record;
+
+/* Sets public_key and node_id from id and signs the record. */
+int fm_record_sign(fm_record *rec, const fm_identity *id);
+/* Canonical msgpack encoding (docs/PROTOCOL.md, "Node records"). */
+int fm_record_encode(const fm_record *rec, uint8_t *out, size_t out_len,
+                     size_t *written);
+/* Decodes and verifies. -EBADMSG when malformed or over a limit, -EPERM
+ * when the signature does not verify. Untrusted input: bounded, never
+ * crashes. */
+int fm_record_decode(const uint8_t *buf, size_t len, fm_record *out);
+/* 1 when a is a record of the same node with a higher seq than b. */
+int fm_record_supersedes(const fm_record *a, const fm_record *b);
+
+/* ---- peers and reputation ------------------------------------------------ */
+
+/* Where an address came from. */
+enum fm_addr_source {
+	FM_SRC_BOOTSTRAP = 0, /* --bootstrap, config */
+	FM_SRC_INVITE,        /* an invite's addresses */
+	FM_SRC_MDNS,
+	FM_SRC_BEACON,
+	FM_SRC_DHT,
+	FM_SRC_RECORD,  /* advertised in the peer's signed record */
+	FM_SRC_INBOUND, /* the peer connected to us from there */
+	FM_SRC_COUNT
+};
+
+enum fm_peer_state {
+	FM_PEER_IDLE = 0,   /* known, no session, nothing scheduled */
+	FM_PEER_CONNECTING, /* dialling or handshaking */
+	FM_PEER_CONNECTED,  /* a session is up */
+	FM_PEER_BACKOFF,    /* waiting before the next dial */
+	FM_PEER_BANNED,     /* reputation fell below the ban threshold */
+	FM_PEER_STATE_COUNT
+};
+
+#define FM_PEER_ADDRS_MAX 8
+#define FM_PEER_ERROR_MAX 64
+
+typedef struct fm_peer_addr {
+	fm_addr addr;
+	uint8_t source; /* enum fm_addr_source */
+} fm_peer_addr;
+
+/* Reputation counters (docs/REPUTATION.md). Each decays exponentially with
+ * half-life FM_REPUTATION_HALF_LIFE_MS; the score is a weighted sum. */
+typedef struct fm_reputation {
+	double invalid;   /* invalid or forged messages: heavy penalty */
+	double failures;  /* failed handshakes and broken sessions */
+	double timeouts;  /* handshake, keepalive and idle timeouts */
+	double successes; /* completed handshakes and answered keepalives */
+	uint32_t bans;    /* bans so far; the next lasts twice as long */
+	uint64_t ban_remaining_ms; /* 0 when not banned */
+} fm_reputation;
+
+typedef struct fm_peer_info {
+	uint8_t node_id[FM_NODE_ID_BYTES];
+	int has_record;
+	fm_record record;
+	fm_peer_addr addrs[FM_PEER_ADDRS_MAX];
+	uint8_t addr_count;
+	uint8_t source; /* how we first learned of it */
+	uint8_t state;  /* enum fm_peer_state */
+	double rtt_ms;  /* EWMA of keepalive RTTs; negative when unmeasured */
+	uint64_t last_seen_ms; /* node clock of the last authenticated frame;
+	                          0 = never */
+	char last_error[FM_PEER_ERROR_MAX];
+	double score;
+	fm_reputation reputation;
+} fm_peer_info;
+
+const char *fm_addr_source_name(enum fm_addr_source source);
+/* Parses a source name; -EINVAL when unknown. */
+int fm_addr_source_parse(const char *name, enum fm_addr_source *out);
+const char *fm_peer_state_name(enum fm_peer_state state);
+/* The score of a set of counters: 0 for a new peer, negative for
+ * misbehaviour (see docs/REPUTATION.md). */
+double fm_reputation_score(const fm_reputation *rep);
+
 /* ---- the ops table ------------------------------------------------------ */
 
 /* Every side effect of the core goes through these. A driver fills in what
@@ -114,14 +242,30 @@ typedef struct fm_io {
 	/* Log a line. subsystem is a short static string ("node", "dht"). */
 	void (*log)(void *ctx, enum fm_log_level level, const char *subsystem,
 	            const char *msg);
+	/* A peer's entry changed (state, address, record, RTT, reputation) or
+	 * was forgotten (forgotten != 0). The driver persists it so a restart
+	 * reconnects and keeps reputations. Optional. */
+	void (*peer_changed)(void *ctx, const struct fm_peer_info *peer,
+	                     int forgotten);
 } fm_io;
 
 /* ---- the node ------------------------------------------------------------ */
 
 typedef struct fm_node fm_node;
 
+#define FM_NODE_SERVICES_MAX FM_RECORD_SERVICES_MAX
+
 typedef struct fm_node_config {
 	fm_identity identity; /* copied into the node */
+	uint8_t federation_key[FM_FEDERATION_KEY_BYTES];
+	/* What the node's signed record says. seq must grow across restarts
+	 * (the daemon uses its start time in Unix milliseconds). */
+	uint64_t record_seq;
+	fm_addr advertise[FM_RECORD_ADDRS_MAX];
+	uint8_t advertise_count;
+	fm_service services[FM_NODE_SERVICES_MAX];
+	uint8_t service_count;
+	uint32_t capacity;
 } fm_node_config;
 
 /* Why an inbound datagram was not accepted; one counter each. */
@@ -131,6 +275,24 @@ enum fm_drop_reason {
 	FM_DROP_REASON_COUNT
 };
 
+/* Why a session ended or a frame was refused; one counter each. */
+enum fm_session_error {
+	FM_SESS_BAD_MAC = 0,   /* first message not keyed by our federation */
+	FM_SESS_BAD_HANDSHAKE, /* Noise failure: wrong PSK, tampering */
+	FM_SESS_BAD_IDENTITY,  /* binding signature or node ID mismatch */
+	FM_SESS_BAD_FRAME,     /* transport frame failed to decrypt */
+	FM_SESS_BAD_MESSAGE,   /* decrypted but malformed */
+	FM_SESS_BAD_RECORD,    /* record malformed or forged */
+	FM_SESS_OVERSIZE,      /* frame over FM_FRAME_MAX_BYTES */
+	FM_SESS_HANDSHAKE_TIMEOUT,
+	FM_SESS_IDLE_TIMEOUT,
+	FM_SESS_LIMIT,     /* too many sessions or handshakes */
+	FM_SESS_BANNED,    /* peer is banned */
+	FM_SESS_DUPLICATE, /* a second session to the same peer */
+	FM_SESS_SELF,      /* we dialled ourselves */
+	FM_SESS_ERROR_COUNT
+};
+
 typedef struct fm_node_stats {
 	uint64_t datagrams_received;
 	uint64_t datagrams_dropped[FM_DROP_REASON_COUNT];
@@ -138,6 +300,13 @@ typedef struct fm_node_stats {
 	uint64_t streams_opened;
 	uint64_t streams_closed;
 	uint64_t ticks;
+	uint64_t handshakes_completed;
+	uint64_t session_errors[FM_SESS_ERROR_COUNT];
+	uint64_t frames_sent;
+	uint64_t frames_received;
+	uint64_t rekeys;
+	uint64_t records_accepted;
+	uint64_t peers_banned;
 } fm_node_stats;
 
 typedef struct fm_node_status {
@@ -173,6 +342,26 @@ uint64_t fm_node_tick(fm_node *node, uint64_t now_ms);
 void fm_node_get_status(const fm_node *node, fm_node_status *out);
 void fm_node_get_stats(const fm_node *node, fm_node_stats *out);
 const char *fm_drop_reason_name(enum fm_drop_reason reason);
+const char *fm_session_error_name(enum fm_session_error err);
+
+/* Switches the node to another federation: every session and every peer of
+ * the old one is dropped (forgotten through fm_io.peer_changed). */
+void fm_node_set_federation(fm_node *node, uint64_t now_ms,
+                            const uint8_t key[FM_FEDERATION_KEY_BYTES]);
+/* Remembers an address to connect to, of a node not known yet, and dials
+ * it (now, or after backoff). -ENOSPC when the peer table is full. */
+int fm_node_add_contact(fm_node *node, uint64_t now_ms, const fm_addr *addr,
+                        enum fm_addr_source source);
+/* Restores a peer the driver persisted. Its reputation (and any ban) carry
+ * over; it is dialled when it has a dialable address and is not banned. */
+int fm_node_restore_peer(fm_node *node, uint64_t now_ms,
+                         const fm_peer_info *info);
+/* Peers with a known node ID, in table order; index < fm_node_peer_count().
+ * Returns 0, or -ENOENT past the end. */
+size_t fm_node_peer_count(const fm_node *node);
+int fm_node_peer_get(const fm_node *node, size_t index, fm_peer_info *out);
+/* This node's current signed record. */
+void fm_node_get_record(const fm_node *node, fm_record *out);
 
 /* Version of the core, "MAJOR.MINOR.PATCH". */
 const char *fm_version(void);

@@ -68,6 +68,12 @@ enum fm_cli_exit {
 #define FM_CLI_TIMEOUT_MAX_S 3600.0
 /* Positional arguments after the command; no command takes more than 1. */
 #define FM_CLI_ARGS_MAX 4
+/* --address of 'fedmesh invite': as many as an invite carries. */
+#define FM_CLI_ADDRESSES_MAX FM_INVITE_ADDRS_MAX
+/* The query string of GET /v1/invite: every address percent-encoded. */
+#define FM_CLI_QUERY_MAX (FM_CLI_ADDRESSES_MAX * (3 * FM_ADDR_STR_MAX + 16))
+/* The body of POST /v1/join: {"invite": "..."} around one invite. */
+#define FM_CLI_JOIN_BODY_MAX (FM_INVITE_TEXT_MAX + 64)
 /* A command's name and arguments as the help lists them. */
 #define FM_CLI_COMMAND_NAME_MAX 32
 /* Node IDs are 64 hex characters; the table shows a prefix, as git and
@@ -104,6 +110,8 @@ typedef struct cli {
 	const cli_command *cmd;
 	const char *args[FM_CLI_ARGS_MAX];
 	size_t args_count;
+	const char *addresses[FM_CLI_ADDRESSES_MAX]; /* invite --address */
+	size_t addresses_count;
 	const char *state_dir_opt; /* --state-dir, NULL if not given */
 	int json;
 	int want_help;
@@ -120,6 +128,8 @@ typedef struct cli {
 static int cmd_status(cli *c);
 static int cmd_peers(cli *c);
 static int cmd_id(cli *c);
+static int cmd_invite(cli *c);
+static int cmd_join(cli *c);
 static int cmd_help(cli *c);
 
 static const cli_command commands[] = {
@@ -132,13 +142,45 @@ static const cli_command commands[] = {
          "List the peers this node knows (GET /v1/peers), one per line:\n"
          "  NODE        first 16 hex characters of the peer's node ID\n"
          "  ADDRESS     its first known address; (+N) when it has more\n"
-         "  SOURCE      how it was found (bootstrap, mdns, dht, ...)\n"
-         "  STATE       connection state\n"
-         "  RTT         last measured round-trip time\n"
-         "  SCORE       reputation score\n"
+         "  SOURCE      how it was found (bootstrap, invite, mdns, dht, "
+         "...)\n"
+         "  STATE       connected, connecting, backoff, banned or idle\n"
+         "  RTT         round-trip time (moving average of keepalives)\n"
+         "  SCORE       reputation score: 0 for a new peer, negative for\n"
+         "              misbehaviour\n"
          "  LAST SEEN   when it was last heard from\n"
          "  LAST ERROR  the last error talking to it\n",
          0, cmd_peers},
+        {"invite", " [--address HOST:PORT]...",
+         "Print an invite to this node's federation",
+         "Print an invite to this node's federation (GET /v1/invite): one\n"
+         "word starting with 'fedmesh1' that carries the federation key "
+         "and the\n"
+         "addresses where this node can be reached. Give it to the owner "
+         "of\n"
+         "another node, who runs 'fedmesh join INVITE'.\n"
+         "\n"
+         "The invite is a secret: whoever holds it can join the "
+         "federation.\n"
+         "\n"
+         "  --address HOST:PORT  put this address in the invite instead "
+         "of the\n"
+         "                       ones the node advertises (repeatable, up "
+         "to 8)\n"
+         "\n"
+         "With --json: {\"invite\": \"fedmesh1...\", \"addresses\": "
+         "[...]}.\n",
+         0, cmd_invite},
+        {"join", " INVITE", "Join the federation of an invite",
+         "Switch this node to the federation of INVITE (POST /v1/join): "
+         "the\n"
+         "node forgets the peers of its current federation, keeps the new "
+         "key\n"
+         "in its state directory, and connects to the addresses in the "
+         "invite.\n"
+         "Joining the federation the node is in already only adds the "
+         "addresses.\n",
+         1, cmd_join},
         {"id", "", "Print this node's ID",
          "Print this node's ID (64 hex characters) and nothing else, for\n"
          "scripts. With --json: {\"node_id\": \"...\"}.\n",
@@ -354,7 +396,13 @@ static void usage_print(FILE *out)
 	for (i = 0; i < FM_CLI_COMMAND_COUNT; i++) {
 		snprintf(name, sizeof(name), "%s%s", commands[i].name,
 		         commands[i].args);
-		fprintf(out, "  %-17s  %s\n", name, commands[i].summary);
+		/* A long synopsis gets a line of its own, as man pages do. */
+		if (strlen(name) > 17)
+			fprintf(out, "  %s\n  %-17s  %s\n", name, "",
+			        commands[i].summary);
+		else
+			fprintf(out, "  %-17s  %s\n", name,
+			        commands[i].summary);
 	}
 	fputs(usage_tail, out);
 }
@@ -519,6 +567,15 @@ static int args_parse(cli *c, int argc, char **argv)
 			rc = timeout_set(c, value);
 			if (rc < 0)
 				return rc;
+		} else if ((rc = option_value(c, "--address", argc, argv, &i,
+		                              &value)) != 0) {
+			if (rc < 0)
+				return rc;
+			if (c->addresses_count >= FM_CLI_ADDRESSES_MAX)
+				return usage_error(
+				        c, "at most %d --address options.",
+				        FM_CLI_ADDRESSES_MAX);
+			c->addresses[c->addresses_count++] = value;
 		} else {
 			text_append(shown, sizeof(shown), arg,
 			            FM_CLI_ECHO_MAX_COLS);
@@ -533,11 +590,15 @@ static int args_parse(cli *c, int argc, char **argv)
 			return usage_error(c, "unknown command '%s'.", shown);
 		}
 		if (c->args_count > c->cmd->max_args) {
-			text_append(shown, sizeof(shown), c->args[0],
+			text_append(shown, sizeof(shown),
+			            c->args[c->cmd->max_args],
 			            FM_CLI_ECHO_MAX_COLS);
 			return usage_error(c, "unexpected argument '%s'.",
 			                   shown);
 		}
+		if (c->addresses_count > 0 && c->cmd->run != cmd_invite)
+			return usage_error(c, "--address is an option of "
+			                      "'fedmesh invite' only.");
 	}
 	return 0;
 }
@@ -1009,11 +1070,13 @@ static int http_setup(cli *c, CURL *h, const char *url,
 	return 0;
 }
 
-/* GET path from the daemon. On success *out holds the parsed JSON answer
- * (the caller frees it); on failure the message is printed and
- * c->exit_code says which kind of failure it was. */
-static int api_get(cli *c, const char *path, json_t **out)
+/* GET path (body NULL) or POST body to path. On success *out holds the
+ * parsed JSON answer (the caller frees it); on failure the message is
+ * printed and c->exit_code says which kind of failure it was. */
+static int api_request(cli *c, const char *path, const char *body_json,
+                       json_t **out)
 {
+	const char *method = body_json != NULL ? "POST" : "GET";
 	char url[FM_CLI_URL_MAX + 64];
 	char auth[sizeof("Authorization: Bearer ") + FM_CLI_TOKEN_HEX_LEN];
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -1047,6 +1110,16 @@ static int api_get(cli *c, const char *path, json_t **out)
 		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -ENOMEM, "out of memory.");
 		goto cleanup;
 	}
+	if (body_json != NULL) {
+		more = curl_slist_append(headers,
+		                         "Content-Type: application/json");
+		if (more == NULL) {
+			rc = cli_fail(c, FM_CLI_EXIT_ERROR, -ENOMEM,
+			              "out of memory.");
+			goto cleanup;
+		}
+		headers = more;
+	}
 	if (c->token[0] != '\0') {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
 		         c->token);
@@ -1067,6 +1140,15 @@ static int api_get(cli *c, const char *path, json_t **out)
 	rc = http_setup(c, h, url, headers, &body, errbuf);
 	if (rc < 0)
 		goto cleanup;
+	if (body_json != NULL &&
+	    (curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE,
+	                      (long)strlen(body_json)) != CURLE_OK ||
+	     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body_json) != CURLE_OK)) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EINVAL,
+		              "cannot set up the HTTP request (libcurl %s).",
+		              curl_version());
+		goto cleanup;
+	}
 	res = curl_easy_perform(h);
 	if (res != CURLE_OK) {
 		rc = http_fail(c, h, res, &body, errbuf);
@@ -1099,8 +1181,8 @@ static int api_get(cli *c, const char *path, json_t **out)
 			              "fedmeshd: %s (HTTP %ld)", shown, status);
 		} else {
 			rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
-			              "fedmeshd answered GET %s with HTTP %ld.",
-			              path, status);
+			              "fedmeshd answered %s %s with HTTP %ld.",
+			              method, path, status);
 		}
 		goto cleanup;
 	}
@@ -1109,8 +1191,8 @@ static int api_get(cli *c, const char *path, json_t **out)
 		            body.len > 0 ? jerr.text : "empty answer",
 		            FM_CLI_FIELD_MAX_COLS);
 		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EBADMSG,
-		              "fedmeshd's answer to GET %s is not JSON (%s).",
-		              path, shown);
+		              "fedmeshd's answer to %s %s is not JSON (%s).",
+		              method, path, shown);
 		goto cleanup;
 	}
 	*out = root;
@@ -1124,6 +1206,11 @@ cleanup:
 	free(body.data);
 	explicit_bzero(auth, sizeof(auth));
 	return rc;
+}
+
+static int api_get(cli *c, const char *path, json_t **out)
+{
+	return api_request(c, path, NULL, out);
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -1590,6 +1677,132 @@ static int cmd_id(cli *c)
 	rc = 0;
 cleanup:
 	json_decref(out);
+	json_decref(root);
+	return rc;
+}
+
+/* Percent-encodes what is not unreserved in a query value (RFC 3986),
+ * e.g. the brackets of "[::1]:7420". */
+static int query_append(char *out, size_t cap, const char *value)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t len = strlen(out);
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)value; *p != '\0'; p++) {
+		int plain = (*p >= '0' && *p <= '9') ||
+		            (*p >= 'a' && *p <= 'z') ||
+		            (*p >= 'A' && *p <= 'Z') || strchr("-._~", *p);
+
+		if (len + (plain ? 1 : 3) >= cap)
+			return -ENAMETOOLONG;
+		if (plain) {
+			out[len++] = (char)*p;
+		} else {
+			out[len++] = '%';
+			out[len++] = hex[*p >> 4];
+			out[len++] = hex[*p & 0x0f];
+		}
+	}
+	out[len] = '\0';
+	return 0;
+}
+
+static int cmd_invite(cli *c)
+{
+	char path[FM_CLI_QUERY_MAX] = "/v1/invite";
+	char shown[FM_CLI_FIELD_MAX_BYTES];
+	json_t *root = NULL, *invite;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < c->addresses_count; i++) {
+		if (addr_check(c->addresses[i]) < 0) {
+			shown[0] = '\0';
+			text_append(shown, sizeof(shown), c->addresses[i],
+			            FM_CLI_ECHO_MAX_COLS);
+			return usage_error(c,
+			                   "--address '%s' is not HOST:PORT "
+			                   "(e.g. 192.0.2.10:7420 or "
+			                   "[2001:db8::1]:7420).",
+			                   shown);
+		}
+		rc = -ENAMETOOLONG;
+		if (strlen(path) + sizeof("&address=") < sizeof(path)) {
+			strcat(path, i == 0 ? "?address=" : "&address=");
+			rc = query_append(path, sizeof(path), c->addresses[i]);
+		}
+		if (rc < 0)
+			return usage_error(c, "too many or too long --address "
+			                      "values.");
+	}
+	rc = api_get(c, path, &root);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, root);
+		goto cleanup;
+	}
+	invite = json_object_get(root, "invite");
+	if (!json_is_string(invite) ||
+	    strncmp(json_string_value(invite), "fedmesh1", 8) != 0) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+		              "the answer to GET /v1/invite has no invite.");
+		goto cleanup;
+	}
+	shown[0] = '\0';
+	text_append(shown, sizeof(shown), json_string_value(invite),
+	            FM_CLI_FIELD_MAX_COLS);
+	printf("%s\n", shown);
+	rc = 0;
+cleanup:
+	json_decref(root);
+	return rc;
+}
+
+static int cmd_join(cli *c)
+{
+	json_t *root = NULL, *request = NULL, *boot;
+	char *body = NULL;
+	size_t count;
+	int rc;
+
+	if (c->args_count != 1 || c->args[0][0] == '\0')
+		return usage_error(c, "join needs the INVITE that 'fedmesh "
+		                      "invite' printed on another node.");
+	if (strlen(c->args[0]) > FM_INVITE_TEXT_MAX)
+		return cli_fail(c, FM_CLI_EXIT_ERROR, -EINVAL,
+		                "that is not a fedmesh invite (longer than %d "
+		                "characters).",
+		                FM_INVITE_TEXT_MAX);
+	request = json_pack("{s:s}", "invite", c->args[0]);
+	if (request != NULL)
+		body = json_dumps(request, JSON_COMPACT);
+	if (body == NULL) {
+		/* json_pack refuses invalid UTF-8: no invite has any. */
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EINVAL,
+		              "that is not a fedmesh invite.");
+		goto cleanup;
+	}
+	rc = api_request(c, "/v1/join", body, &root);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, root);
+		goto cleanup;
+	}
+	boot = json_object_get(root, "bootstrap");
+	count = json_array_size(boot);
+	printf("Joined the federation; connecting to %zu bootstrap "
+	       "address(es).\n",
+	       count);
+	rc = 0;
+cleanup:
+	if (body != NULL) {
+		explicit_bzero(body, strlen(body));
+		free(body);
+	}
+	json_decref(request);
 	json_decref(root);
 	return rc;
 }

@@ -1,10 +1,11 @@
 /* struct fm_node: the state of one fedmesh node and the entry points the
- * drivers call with explicit time. At this stage the node owns its identity
- * and its counters; sessions, the DHT, discovery and jobs hang off it as
- * they land. Nothing is accepted from the network until it is sealed for
- * our federation, so every datagram is dropped and counted, and inbound
- * streams are closed without a byte written: non-members get silence. */
+ * drivers call with explicit time. The node owns its identity, its signed
+ * record, its sessions (session.c) and its peer table (peer.c); the DHT,
+ * discovery and jobs hang off it as they land. No datagram protocol exists
+ * yet, so every datagram is dropped and counted: non-members get silence,
+ * and so, for now, do members. */
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +33,38 @@ void fm__log(const fm_node *node, enum fm_log_level level,
 	node->io.log(node->io.ctx, level, subsystem, line);
 }
 
+static int build_record(fm_node *node, const fm_node_config *cfg)
+{
+	fm_record *r = &node->record;
+	uint8_t i;
+
+	if (cfg->advertise_count > FM_RECORD_ADDRS_MAX ||
+	    cfg->service_count > FM_RECORD_SERVICES_MAX)
+		return -EINVAL;
+	memset(r, 0, sizeof(*r));
+	r->seq = cfg->record_seq;
+	for (i = 0; i < cfg->advertise_count; i++)
+		r->addrs[i] = cfg->advertise[i];
+	r->addr_count = cfg->advertise_count;
+	for (i = 0; i < cfg->service_count; i++)
+		r->services[i] = cfg->services[i];
+	r->service_count = cfg->service_count;
+	r->capacity = cfg->capacity;
+	if (fm_record_sign(r, &node->identity) != 0)
+		return -EINVAL;
+	return fm_record_encode(r, node->record_bytes,
+	                        sizeof(node->record_bytes), &node->record_len);
+}
+
 int fm_node_new(const fm_node_config *cfg, const fm_io *io, uint64_t now_ms,
                 fm_node **out)
 {
 	fm_node *node;
+	int rc;
 
 	if (cfg == NULL || io == NULL || out == NULL)
 		return -EINVAL;
+	*out = NULL;
 	if (io->send_datagram == NULL || io->random_bytes == NULL)
 		return -EINVAL;
 	node = calloc(1, sizeof(*node));
@@ -46,9 +72,16 @@ int fm_node_new(const fm_node_config *cfg, const fm_io *io, uint64_t now_ms,
 		return -ENOMEM;
 	node->io = *io;
 	node->identity = cfg->identity;
-	if (fm_identity_check(&node->identity) != 0) {
+	memcpy(node->federation_key, cfg->federation_key,
+	       FM_FEDERATION_KEY_BYTES);
+	rc = fm_identity_check(&node->identity);
+	if (rc == 0)
+		rc = fm__session_keys_init(node);
+	if (rc == 0)
+		rc = build_record(node, cfg);
+	if (rc != 0) {
 		fm_node_free(node);
-		return -EINVAL;
+		return rc;
 	}
 	node->started_ms = now_ms;
 	node->last_now_ms = now_ms;
@@ -60,8 +93,30 @@ void fm_node_free(fm_node *node)
 {
 	if (node == NULL)
 		return;
+	fm__sessions_free(node);
+	free(node->peers);
+	sodium_memzero(node->x25519_secret, sizeof(node->x25519_secret));
+	sodium_memzero(node->federation_key, sizeof(node->federation_key));
+	sodium_memzero(node->mac1_key, sizeof(node->mac1_key));
 	fm_identity_wipe(&node->identity);
 	free(node);
+}
+
+void fm_node_set_federation(fm_node *node, uint64_t now_ms,
+                            const uint8_t key[FM_FEDERATION_KEY_BYTES])
+{
+	if (now_ms > node->last_now_ms)
+		node->last_now_ms = now_ms;
+	fm__session_close_all(node, now_ms);
+	fm__peer_forget_all(node);
+	memcpy(node->federation_key, key, FM_FEDERATION_KEY_BYTES);
+	fm__session_set_federation(node);
+	fm__log(node, FM_LOG_INFO, "node", "switched federation");
+}
+
+void fm_node_get_record(const fm_node *node, fm_record *out)
+{
+	*out = node->record;
 }
 
 /* Drivers must hand in a monotonic clock; a clock that steps backwards is
@@ -88,56 +143,30 @@ void fm_node_recv_datagram(fm_node *node, uint64_t now_ms, const fm_addr *from,
 	node->stats.datagrams_dropped[FM_DROP_UNAUTHENTICATED]++;
 }
 
-void fm_node_stream_opened(fm_node *node, uint64_t now_ms, uint64_t stream_id,
-                           const fm_addr *remote, int incoming)
-{
-	char addr[FM_ADDR_STR_MAX] = "?";
-
-	advance_clock(node, now_ms);
-	node->stats.streams_opened++;
-	if (remote != NULL)
-		(void)fm_addr_format(remote, addr, sizeof(addr));
-	if (incoming && node->io.stream_close != NULL) {
-		/* Nobody can authenticate yet: close without a byte. */
-		fm__log(node, FM_LOG_DEBUG, "node",
-		        "closing inbound stream %llu from %s: no session "
-		        "protocol can admit it",
-		        (unsigned long long)stream_id, addr);
-		node->io.stream_close(node->io.ctx, stream_id);
-	}
-}
-
-void fm_node_stream_data(fm_node *node, uint64_t now_ms, uint64_t stream_id,
-                         const uint8_t *buf, size_t len)
-{
-	(void)stream_id;
-	(void)buf;
-	advance_clock(node, now_ms);
-	node->stats.stream_bytes_received += len;
-}
-
-void fm_node_stream_closed(fm_node *node, uint64_t now_ms, uint64_t stream_id,
-                           int error)
-{
-	(void)stream_id;
-	(void)error;
-	advance_clock(node, now_ms);
-	node->stats.streams_closed++;
-}
-
 uint64_t fm_node_tick(fm_node *node, uint64_t now_ms)
 {
+	uint64_t next, peers;
+
 	advance_clock(node, now_ms);
+	now_ms = node->last_now_ms;
 	node->stats.ticks++;
-	/* No timers are pending yet: an idle node asks never to be woken. */
-	return FM_DEADLINE_NONE;
+	next = fm__session_tick(node, now_ms);
+	peers = fm__peer_tick(node, now_ms);
+	/* Dialling may have opened sessions with deadlines of their own. */
+	if (peers < next)
+		next = peers;
+	return next;
 }
 
 void fm_node_get_status(const fm_node *node, fm_node_status *out)
 {
+	size_t i;
+
 	memset(out, 0, sizeof(*out));
 	memcpy(out->node_id, node->identity.node_id, FM_NODE_ID_BYTES);
-	out->peers_connected = node->peers_connected;
+	for (i = 0; i < node->peer_count; i++)
+		if (node->peers[i].info.state == FM_PEER_CONNECTED)
+			out->peers_connected++;
 	out->started_ms = node->started_ms;
 }
 
@@ -157,4 +186,19 @@ const char *fm_drop_reason_name(enum fm_drop_reason reason)
 		break;
 	}
 	return "unknown";
+}
+
+const char *fm_session_error_name(enum fm_session_error err)
+{
+	static const char *const names[FM_SESS_ERROR_COUNT] = {
+	        "bad_mac",      "bad_handshake",
+	        "bad_identity", "bad_frame",
+	        "bad_message",  "bad_record",
+	        "oversize",     "handshake_timeout",
+	        "idle_timeout", "limit",
+	        "banned",       "duplicate",
+	        "self",
+	};
+
+	return (unsigned)err < FM_SESS_ERROR_COUNT ? names[err] : "unknown";
 }

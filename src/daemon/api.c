@@ -1,5 +1,6 @@
-/* The local HTTP API of fedmeshd: status, peers and Prometheus metrics for
- * the fedmesh CLI and for monitoring.
+/* The local HTTP API of fedmeshd: status, peers, invites, joining a
+ * federation and Prometheus metrics for the fedmesh CLI and for
+ * monitoring.
  *
  * libmicrohttpd runs in "external epoll" mode: it owns one epoll fd that we
  * watch with a uv_poll_t, and a uv_timer_t covers MHD's own deadlines
@@ -32,9 +33,12 @@
 
 #include "api.h"
 #include "log.h"
+#include "net.h"
 
 /* Local clients only (the CLI, a scraper): a few hundred is plenty and keeps
  * the fds MHD may hold far below the process limit. */
+/* First guess at the size of a JSON answer. */
+#define FMD_API_JSON_GUESS_BYTES 2048
 #define FMD_API_CONNECTION_LIMIT 256
 /* Idle connections are closed after this long. */
 #define FMD_API_CONNECTION_TIMEOUT_S 30
@@ -47,7 +51,7 @@
 #define FMD_API_BODY_INITIAL_BYTES 4096
 /* The metrics page has a fixed set of lines (no per-peer labels). */
 #define FMD_API_METRICS_MAX_BYTES (16 * 1024)
-/* Entries in one /v1/peers answer; the store's table is bounded well below
+/* Entries in one /v1/peers answer; the core's table is bounded well below
  * this, so reaching it means something upstream is wrong. */
 #define FMD_API_PEERS_MAX 4096
 /* One line of MHD's own diagnostics. */
@@ -59,9 +63,15 @@
  * same pass, which would spin the loop if MHD keeps reporting 0. */
 #define FMD_API_RERUN_DELAY_MS 1
 
+/* POST /v1/join carries one invite: a few hundred bytes. */
+#define FMD_API_JOIN_BODY_MAX_BYTES 4096
+/* An error message built from a request's content. */
+#define FMD_API_MESSAGE_MAX 512
+
 #define FMD_API_JSON_TYPE "application/json"
 #define FMD_API_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define FMD_API_ALLOW "GET, HEAD"
+#define FMD_API_ALLOW_POST "POST"
 
 /* Answer of last resort when even the error body cannot be built. */
 static const char api_internal_body[] =
@@ -80,11 +90,18 @@ struct fmd_api {
 
 typedef enum MHD_Result (*api_handler)(fmd_api *api,
                                        struct MHD_Connection *conn);
+/* body is NUL-terminated (NULL when empty) and at most
+ * FMD_API_BODY_MAX_BYTES. */
+typedef enum MHD_Result (*api_body_handler)(fmd_api *api,
+                                            struct MHD_Connection *conn,
+                                            const char *body, size_t body_len);
 
 typedef struct api_route {
 	const char *path;
-	int public_route; /* health probes: no token, Host check only */
-	api_handler get;  /* GET and HEAD; MHD drops the body for HEAD */
+	int public_route;      /* health probes: no token, Host check only */
+	api_handler get;       /* GET and HEAD; MHD drops the body for HEAD */
+	api_body_handler post; /* POST */
+	const char *allow;     /* the Allow header of a 405 */
 } api_route;
 
 /* Per-request state, from the first callback to MHD's completion notice. */
@@ -259,13 +276,24 @@ static enum MHD_Result api_respond_json(fmd_api *api,
 
 	if (body == NULL)
 		goto fail;
-	len = json_dumpb(body, NULL, 0, JSON_COMPACT);
+	/* Encode once into a buffer that fits most answers; only a larger
+	 * body is encoded a second time (the encoding dominated the cost of
+	 * GET /v1/status under load). One byte is kept for a final newline,
+	 * friendlier to curl users. */
+	buf = malloc(FMD_API_JSON_GUESS_BYTES);
+	if (buf == NULL)
+		goto fail;
+	len = json_dumpb(body, buf, FMD_API_JSON_GUESS_BYTES - 1, JSON_COMPACT);
 	if (len == 0)
 		goto fail;
-	/* One more byte for a final newline, friendlier to curl users. */
-	buf = malloc(len + 1);
-	if (buf == NULL || json_dumpb(body, buf, len, JSON_COMPACT) != len)
-		goto fail;
+	if (len > FMD_API_JSON_GUESS_BYTES - 1) {
+		char *bigger = realloc(buf, len + 1);
+		if (bigger == NULL)
+			goto fail;
+		buf = bigger;
+		if (json_dumpb(body, buf, len, JSON_COMPACT) != len)
+			goto fail;
+	}
 	buf[len] = '\n';
 	json_decref(body);
 	return api_queue(api, conn, status,
@@ -370,86 +398,339 @@ static void api_clean_text(const char *src, size_t src_max, char *dst)
 	dst[i] = '\0';
 }
 
-/* addresses_json as stored; anything but a JSON array becomes []. */
-static json_t *api_parse_addresses(const char *text, size_t text_max)
+/* A peer's addresses with where each came from. */
+static json_t *api_peer_addresses(const fm_peer_info *p)
 {
-	json_error_t jerr;
-	json_t *arr;
+	char addr[FM_ADDR_STR_MAX];
+	json_t *list = json_array();
+	size_t i;
 
-	arr = json_loadb(text, strnlen(text, text_max), JSON_REJECT_DUPLICATES,
-	                 &jerr);
-	if (json_is_array(arr))
-		return arr;
-	json_decref(arr);
-	return json_array();
+	for (i = 0; list != NULL && i < p->addr_count && i < FM_PEER_ADDRS_MAX;
+	     i++) {
+		if (fm_addr_format(&p->addrs[i].addr, addr, sizeof(addr)) != 0)
+			continue;
+		if (json_array_append_new(
+		            list,
+		            json_pack("{s:s,s:s}", "addr", addr, "source",
+		                      fm_addr_source_name(
+		                              (enum fm_addr_source)p->addrs[i]
+		                                      .source))) != 0) {
+			json_decref(list);
+			return NULL;
+		}
+	}
+	return list;
 }
 
-typedef struct api_peers_walk {
-	json_t *list;
-	int truncated;
-} api_peers_walk;
-
-static int api_peer_add(void *ctx, const fmd_peer_row *row)
+/* The services of the peer's signed record; NULL when it offers none. */
+static json_t *api_peer_services(const fm_peer_info *p)
 {
-	api_peers_walk *w = ctx;
-	char node_id[sizeof(row->node_id)];
-	char source[sizeof(row->source)];
-	char state[sizeof(row->state)];
-	char last_error[sizeof(row->last_error)];
+	char name[FM_SERVICE_NAME_MAX + 1];
+	json_t *list;
+	size_t i;
+
+	if (!p->has_record || p->record.service_count == 0)
+		return NULL;
+	list = json_array();
+	for (i = 0; list != NULL && i < p->record.service_count &&
+	            i < FM_RECORD_SERVICES_MAX;
+	     i++) {
+		api_clean_text(p->record.services[i].name, FM_SERVICE_NAME_MAX,
+		               name);
+		if (json_array_append_new(
+		            list, json_pack("{s:s,s:I}", "name", name, "slots",
+		                            (json_int_t)p->record.services[i]
+		                                    .slots)) != 0) {
+			json_decref(list);
+			return NULL;
+		}
+	}
+	return list;
+}
+
+static json_t *api_peer_json(const fmd *d, const fm_peer_info *p)
+{
+	char node_id[FM_NODE_ID_HEX_LEN + 1];
+	char last_error[FM_PEER_ERROR_MAX];
 	char last_seen[FMD_API_TIME_STR_MAX];
-	int have_last_seen;
+	json_t *addresses;
+	json_t *services;
 	json_t *rtt = NULL;
 	json_t *peer;
+	int have_last_seen;
 
-	if (json_array_size(w->list) >= FMD_API_PEERS_MAX) {
-		w->truncated = 1;
-		return 1;
-	}
-	api_clean_text(row->node_id, sizeof(row->node_id) - 1, node_id);
-	api_clean_text(row->source, sizeof(row->source) - 1, source);
-	api_clean_text(row->state, sizeof(row->state) - 1, state);
-	api_clean_text(row->last_error, sizeof(row->last_error) - 1,
-	               last_error);
-	have_last_seen = api_format_time(row->last_seen_unix_ms, last_seen,
-	                                 sizeof(last_seen)) == 0;
+	fm_hex_encode(p->node_id, FM_NODE_ID_BYTES, node_id);
+	/* Set by the core, possibly from what a peer said: clean it. */
+	api_clean_text(p->last_error, sizeof(p->last_error) - 1, last_error);
+	have_last_seen =
+	        p->last_seen_ms != 0 &&
+	        api_format_time(fmd_unix_from_node_ms(d, p->last_seen_ms),
+	                        last_seen, sizeof(last_seen)) == 0;
 	/* Negative means never measured; NaN would not serialise. */
-	if (row->rtt_ms >= 0 && isfinite(row->rtt_ms))
-		rtt = json_real(row->rtt_ms);
-	peer = json_pack("{s:s, s:o, s:s, s:s, s:o?, s:f, s:s?, s:s?}",
-	                 "node_id", node_id, "addresses",
-	                 api_parse_addresses(row->addresses_json,
-	                                     sizeof(row->addresses_json)),
-	                 "source", source, "state", state, "rtt_ms", rtt,
-	                 "score", isfinite(row->score) ? row->score : 0.0,
-	                 "last_seen", have_last_seen ? last_seen : NULL,
-	                 "last_error",
-	                 last_error[0] != '\0' ? last_error : NULL);
-	if (peer == NULL || json_array_append_new(w->list, peer) != 0)
-		return -ENOMEM;
-	return 0;
+	if (p->rtt_ms >= 0 && isfinite(p->rtt_ms))
+		rtt = json_real(p->rtt_ms);
+	addresses = api_peer_addresses(p);
+	if (addresses == NULL) {
+		json_decref(rtt);
+		return NULL;
+	}
+	peer = json_pack(
+	        "{s:s, s:o, s:s, s:s, s:o?, s:f, s:s?, s:s?}", "node_id",
+	        node_id, "addresses", addresses, "source",
+	        fm_addr_source_name((enum fm_addr_source)p->source), "state",
+	        fm_peer_state_name((enum fm_peer_state)p->state), "rtt_ms", rtt,
+	        "score", isfinite(p->score) ? p->score : 0.0, "last_seen",
+	        have_last_seen ? last_seen : NULL, "last_error",
+	        last_error[0] != '\0' ? last_error : NULL);
+	services = api_peer_services(p);
+	if (peer != NULL && services != NULL &&
+	    json_object_set_new(peer, "services", services) != 0) {
+		json_decref(peer);
+		return NULL;
+	}
+	if (peer == NULL)
+		json_decref(services);
+	return peer;
 }
 
+/* The core's live peer table: what is true now, not what was last
+ * written to the store. */
 static enum MHD_Result api_get_peers(fmd_api *api, struct MHD_Connection *conn)
 {
-	api_peers_walk w = {.list = json_array(), .truncated = 0};
-	int rc;
+	const fmd *d = api->d;
+	json_t *list = json_array();
+	fm_peer_info *p = NULL;
+	size_t count;
+	size_t i;
 
-	if (w.list == NULL || api->d->store == NULL)
+	if (list == NULL)
 		goto fail;
-	rc = fmd_store_peers_foreach(api->d->store, api_peer_add, &w);
-	if (rc < 0) {
-		fmd_log(FM_LOG_WARN, "api", "listing peers failed: %s",
-		        strerror(-rc));
+	if (d->node == NULL)
+		return api_respond_json(api, conn, MHD_HTTP_OK, list, NULL,
+		                        NULL);
+	/* Over a kB each: on the heap, not the stack. */
+	p = malloc(sizeof(*p));
+	if (p == NULL)
 		goto fail;
-	}
-	if (w.truncated)
+	count = fm_node_peer_count(d->node);
+	if (count > FMD_API_PEERS_MAX) {
 		fmd_log(FM_LOG_WARN, "api", "peer list cut at %d entries",
 		        FMD_API_PEERS_MAX);
-	return api_respond_json(api, conn, MHD_HTTP_OK, w.list, NULL, NULL);
+		count = FMD_API_PEERS_MAX;
+	}
+	for (i = 0; i < count; i++) {
+		if (fm_node_peer_get(d->node, i, p) != 0)
+			break;
+		if (json_array_append_new(list, api_peer_json(d, p)) != 0)
+			goto fail;
+	}
+	free(p);
+	return api_respond_json(api, conn, MHD_HTTP_OK, list, NULL, NULL);
 fail:
-	json_decref(w.list);
+	free(p);
+	json_decref(list);
 	return api_error(api, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
 	                 "cannot list peers", NULL, NULL);
+}
+
+/* ---- federation membership -------------------------------------------------
+ */
+
+typedef struct api_invite_args {
+	fm_addr addrs[FM_INVITE_ADDRS_MAX];
+	size_t count;
+	char error[FMD_API_MESSAGE_MAX]; /* first problem; "" when none */
+} api_invite_args;
+
+static enum MHD_Result api_invite_arg(void *cls, enum MHD_ValueKind kind,
+                                      const char *key, const char *value)
+{
+	api_invite_args *a = cls;
+	char shown[FM_ADDR_STR_MAX];
+	fm_addr addr;
+
+	(void)kind;
+	if (a->error[0] != '\0')
+		return MHD_NO;
+	if (strcmp(key, "address") != 0) {
+		api_clean_text(key, sizeof(shown) - 1, shown);
+		snprintf(
+		        a->error, sizeof(a->error),
+		        "unknown query parameter '%s' (only address=HOST:PORT)",
+		        shown);
+		return MHD_NO;
+	}
+	if (value == NULL || fm_addr_parse(value, &addr) != 0 ||
+	    addr.port == 0 || fmd_addr_is_wildcard(&addr)) {
+		api_clean_text(value != NULL ? value : "", sizeof(shown) - 1,
+		               shown);
+		snprintf(a->error, sizeof(a->error),
+		         "address '%s' is not one peers can dial: a numeric "
+		         "ADDR:PORT or [V6]:PORT, not a wildcard, port not 0",
+		         shown);
+		return MHD_NO;
+	}
+	if (a->count >= FM_INVITE_ADDRS_MAX) {
+		snprintf(a->error, sizeof(a->error),
+		         "at most %d addresses fit in an invite",
+		         FM_INVITE_ADDRS_MAX);
+		return MHD_NO;
+	}
+	a->addrs[a->count++] = addr;
+	return MHD_YES;
+}
+
+/* The addresses an invite carries by default: those of the node's signed
+ * record, else the bound peer address when it is dialable. */
+static void api_default_invite_addrs(const fmd *d, api_invite_args *a)
+{
+	fm_record rec;
+	fm_addr addr;
+	size_t i;
+
+	if (d->node != NULL) {
+		fm_node_get_record(d->node, &rec);
+		for (i = 0; i < rec.addr_count && i < FM_RECORD_ADDRS_MAX &&
+		            a->count < FM_INVITE_ADDRS_MAX;
+		     i++)
+			a->addrs[a->count++] = rec.addrs[i];
+	}
+	if (a->count == 0 && fm_addr_parse(d->listen_tcp, &addr) == 0 &&
+	    addr.port != 0 && !fmd_addr_is_wildcard(&addr))
+		a->addrs[a->count++] = addr;
+}
+
+static json_t *api_addr_list(const fm_addr *addrs, size_t count)
+{
+	char text[FM_ADDR_STR_MAX];
+	json_t *list = json_array();
+	size_t i;
+
+	for (i = 0; list != NULL && i < count; i++) {
+		if (fm_addr_format(&addrs[i], text, sizeof(text)) != 0)
+			continue;
+		if (json_array_append_new(list, json_string(text)) != 0) {
+			json_decref(list);
+			return NULL;
+		}
+	}
+	return list;
+}
+
+/* The one answer that carries the federation key: whoever holds the API
+ * token may invite others, exactly as whoever holds the key file may. */
+static enum MHD_Result api_get_invite(fmd_api *api, struct MHD_Connection *conn)
+{
+	const fmd *d = api->d;
+	api_invite_args *a;
+	char invite[FM_INVITE_TEXT_MAX + 1];
+	enum MHD_Result ret;
+	json_t *body;
+	int rc;
+
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return api_respond_internal(api, conn);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, api_invite_arg,
+	                          a);
+	if (a->error[0] != '\0') {
+		ret = api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                a->error, NULL, NULL);
+		goto cleanup;
+	}
+	if (a->count == 0)
+		api_default_invite_addrs(d, a);
+	if (a->count == 0) {
+		ret = api_error(api, conn, MHD_HTTP_CONFLICT, "no_address",
+		                "this node advertises no address peers can "
+		                "dial; pass address=HOST:PORT",
+		                NULL, NULL);
+		goto cleanup;
+	}
+	rc = fm_invite_encode(d->federation_key, a->addrs, a->count, invite,
+	                      sizeof(invite));
+	if (rc < 0) {
+		fmd_log(FM_LOG_ERROR, "api", "cannot encode an invite: %s",
+		        strerror(-rc));
+		ret = api_error(api, conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		                "internal", "cannot encode the invite", NULL,
+		                NULL);
+		goto cleanup;
+	}
+	body = json_pack("{s:s, s:o}", "invite", invite, "addresses",
+	                 api_addr_list(a->addrs, a->count));
+	sodium_memzero(invite, sizeof(invite));
+	ret = api_respond_json(api, conn, MHD_HTTP_OK, body, NULL, NULL);
+cleanup:
+	free(a);
+	return ret;
+}
+
+static enum MHD_Result api_post_join(fmd_api *api, struct MHD_Connection *conn,
+                                     const char *body, size_t body_len)
+{
+	fm_addr addrs[FM_INVITE_ADDRS_MAX];
+	char err[FMD_API_MESSAGE_MAX] = "";
+	char msg[FMD_API_MESSAGE_MAX];
+	json_error_t jerr;
+	json_t *root = NULL;
+	json_t *invite;
+	enum MHD_Result ret;
+	size_t count = 0;
+	int rc;
+
+	if (body_len > FMD_API_JOIN_BODY_MAX_BYTES)
+		return api_error(api, conn, MHD_HTTP_CONTENT_TOO_LARGE,
+		                 "payload_too_large", "request body too large",
+		                 NULL, NULL);
+	if (body == NULL || body_len == 0)
+		return api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                 "the body must be JSON: {\"invite\": "
+		                 "\"fedmesh1...\"}",
+		                 NULL, NULL);
+	root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		/* jansson may quote the offending input: clean it. */
+		api_clean_text(jerr.text, sizeof(jerr.text) - 1, err);
+		snprintf(msg, sizeof(msg),
+		         "the body is not valid JSON (%s at line %d column %d)",
+		         err, jerr.line, jerr.column);
+		return api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                 msg, NULL, NULL);
+	}
+	invite = json_object_get(root, "invite");
+	if (!json_is_string(invite)) {
+		ret = api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                "the body must be a JSON object with a string "
+		                "\"invite\"",
+		                NULL, NULL);
+		goto cleanup;
+	}
+	rc = fmd_federation_join(api->d, json_string_value(invite), addrs,
+	                         &count, err, sizeof(err));
+	if (rc == -EINVAL) {
+		ret = api_error(api, conn, MHD_HTTP_BAD_REQUEST,
+		                "invalid_invite", err, NULL, NULL);
+		goto cleanup;
+	}
+	if (rc < 0) {
+		fmd_log(FM_LOG_ERROR, "api", "join failed: %s", err);
+		ret = api_error(
+		        api, conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+		        err[0] != '\0' ? err : "join failed", NULL, NULL);
+		goto cleanup;
+	}
+	ret = api_respond_json(api, conn, MHD_HTTP_OK,
+	                       json_pack("{s:b, s:o}", "joined", 1, "bootstrap",
+	                                 api_addr_list(addrs, count)),
+	                       NULL, NULL);
+cleanup:
+	/* The body held the federation key. */
+	if (json_is_string(invite))
+		sodium_memzero((char *)json_string_value(invite),
+		               json_string_length(invite));
+	json_decref(root);
+	return ret;
 }
 
 static void api_text_printf(api_text *t, const char *fmt, ...)
@@ -492,11 +773,28 @@ static void api_text_family(api_text *t, const char *name, const char *type,
 	                type);
 }
 
+static void api_count_peer_states(const fm_node *node,
+                                  uint64_t counts[FM_PEER_STATE_COUNT])
+{
+	fm_peer_info *p = malloc(sizeof(*p));
+	size_t count = fm_node_peer_count(node);
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < count && i < FMD_API_PEERS_MAX; i++)
+		if (fm_node_peer_get(node, i, p) == 0 &&
+		    p->state < FM_PEER_STATE_COUNT)
+			counts[p->state]++;
+	free(p);
+}
+
 static enum MHD_Result api_get_metrics(fmd_api *api,
                                        struct MHD_Connection *conn)
 {
 	const fmd *d = api->d;
 	api_text t = {.buf = NULL, .len = 0, .cap = FMD_API_METRICS_MAX_BYTES};
+	uint64_t peers_by_state[FM_PEER_STATE_COUNT] = {0};
 	fm_node_stats stats;
 	fm_node_status st;
 	unsigned r;
@@ -507,6 +805,7 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	if (d->node != NULL) {
 		fm_node_get_stats(d->node, &stats);
 		fm_node_get_status(d->node, &st);
+		api_count_peer_states(d->node, peers_by_state);
 	}
 	t.buf = malloc(t.cap);
 	if (t.buf == NULL)
@@ -550,6 +849,51 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	api_text_printf(&t, "fedmesh_stream_bytes_received_total %" PRIu64 "\n",
 	                stats.stream_bytes_received);
 
+	api_text_family(&t, "fedmesh_handshakes_completed_total", "counter",
+	                "Noise handshakes that ended in a session.");
+	api_text_printf(&t, "fedmesh_handshakes_completed_total %" PRIu64 "\n",
+	                stats.handshakes_completed);
+
+	api_text_family(&t, "fedmesh_session_errors_total", "counter",
+	                "Sessions ended or frames refused, by reason.");
+	for (r = 0; r < FM_SESS_ERROR_COUNT; r++) {
+		const char *name =
+		        fm_session_error_name((enum fm_session_error)r);
+
+		api_text_printf(&t, "fedmesh_session_errors_total{reason=\"");
+		api_text_label(&t, name != NULL ? name : "unknown");
+		api_text_printf(&t, "\"} %" PRIu64 "\n",
+		                stats.session_errors[r]);
+	}
+
+	api_text_family(&t, "fedmesh_frames_sent_total", "counter",
+	                "Encrypted frames sent on sessions.");
+	api_text_printf(&t, "fedmesh_frames_sent_total %" PRIu64 "\n",
+	                stats.frames_sent);
+	api_text_family(&t, "fedmesh_frames_received_total", "counter",
+	                "Encrypted frames received and accepted on sessions.");
+	api_text_printf(&t, "fedmesh_frames_received_total %" PRIu64 "\n",
+	                stats.frames_received);
+	api_text_family(&t, "fedmesh_rekeys_total", "counter",
+	                "Session rekeys.");
+	api_text_printf(&t, "fedmesh_rekeys_total %" PRIu64 "\n", stats.rekeys);
+	api_text_family(&t, "fedmesh_records_accepted_total", "counter",
+	                "Signed node records accepted.");
+	api_text_printf(&t, "fedmesh_records_accepted_total %" PRIu64 "\n",
+	                stats.records_accepted);
+	api_text_family(&t, "fedmesh_peers_banned_total", "counter",
+	                "Peers banned for a reputation below the threshold.");
+	api_text_printf(&t, "fedmesh_peers_banned_total %" PRIu64 "\n",
+	                stats.peers_banned);
+
+	api_text_family(&t, "fedmesh_peers", "gauge",
+	                "Peers in the peer table, by state.");
+	for (r = 0; r < FM_PEER_STATE_COUNT; r++) {
+		api_text_printf(&t, "fedmesh_peers{state=\"");
+		api_text_label(&t, fm_peer_state_name((enum fm_peer_state)r));
+		api_text_printf(&t, "\"} %" PRIu64 "\n", peers_by_state[r]);
+	}
+
 	api_text_family(&t, "fedmesh_http_requests_total", "counter",
 	                "Answers of the local HTTP API, by status class.");
 	for (cls = 1; cls < sizeof(d->counters.http_requests) /
@@ -589,11 +933,21 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 }
 
 static const api_route api_routes[] = {
-        {.path = "/livez", .public_route = 1, .get = api_get_livez},
-        {.path = "/readyz", .public_route = 1, .get = api_get_readyz},
-        {.path = "/v1/status", .public_route = 0, .get = api_get_status},
-        {.path = "/v1/peers", .public_route = 0, .get = api_get_peers},
-        {.path = "/metrics", .public_route = 0, .get = api_get_metrics},
+        {.path = "/livez",
+         .public_route = 1,
+         .get = api_get_livez,
+         .allow = FMD_API_ALLOW},
+        {.path = "/readyz",
+         .public_route = 1,
+         .get = api_get_readyz,
+         .allow = FMD_API_ALLOW},
+        {.path = "/v1/status", .get = api_get_status, .allow = FMD_API_ALLOW},
+        {.path = "/v1/peers", .get = api_get_peers, .allow = FMD_API_ALLOW},
+        {.path = "/v1/invite", .get = api_get_invite, .allow = FMD_API_ALLOW},
+        {.path = "/v1/join",
+         .post = api_post_join,
+         .allow = FMD_API_ALLOW_POST},
+        {.path = "/metrics", .get = api_get_metrics, .allow = FMD_API_ALLOW},
 };
 
 static const api_route *api_route_find(const char *url)
@@ -744,13 +1098,18 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn,
 	if (req->route == NULL)
 		return api_error(api, conn, MHD_HTTP_NOT_FOUND, "not_found",
 		                 "no such endpoint", NULL, NULL);
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return api_error(api, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-		                 "method_not_allowed",
-		                 "this endpoint takes GET only",
-		                 MHD_HTTP_HEADER_ALLOW, FMD_API_ALLOW);
-	return req->route->get(api, conn);
+	if (req->route->get != NULL &&
+	    (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	     strcmp(method, MHD_HTTP_METHOD_HEAD) == 0))
+		return req->route->get(api, conn);
+	if (req->route->post != NULL &&
+	    strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+		return req->route->post(api, conn, req->body, req->body_len);
+	return api_error(
+	        api, conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+	        req->route->post != NULL ? "this endpoint takes POST only"
+	                                 : "this endpoint takes GET only",
+	        MHD_HTTP_HEADER_ALLOW, req->route->allow);
 }
 
 static void api_on_completed(void *cls, struct MHD_Connection *conn,

@@ -27,6 +27,8 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_ALLOW_ROOT,
 	OPT_PRINT_CONFIG,
+	OPT_ADVERTISE,
+	OPT_JOIN,
 };
 
 static const struct option long_options[] = {
@@ -35,6 +37,8 @@ static const struct option long_options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"api", required_argument, NULL, OPT_API},
         {"bootstrap", required_argument, NULL, OPT_BOOTSTRAP},
+        {"advertise", required_argument, NULL, OPT_ADVERTISE},
+        {"join", required_argument, NULL, OPT_JOIN},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
@@ -80,6 +84,28 @@ int fmd_config_check_addr(const char *text)
 	fm_addr addr;
 
 	return fm_addr_parse(text, &addr);
+}
+
+int fmd_addr_is_wildcard(const fm_addr *addr)
+{
+	static const uint8_t zero[16];
+
+	if (addr->family == FM_AF_INET)
+		return memcmp(addr->ip, zero, 4) == 0;
+	if (addr->family == FM_AF_INET6)
+		return memcmp(addr->ip, zero, 16) == 0;
+	return 0;
+}
+
+/* What others can dial: a port, and an address that is not a wildcard. */
+static int check_advertise(const char *text)
+{
+	fm_addr addr;
+
+	if (fm_addr_parse(text, &addr) != 0 || addr.port == 0 ||
+	    fmd_addr_is_wildcard(&addr))
+		return -EINVAL;
+	return 0;
 }
 
 static int parse_bool(const char *text, int *out)
@@ -129,6 +155,27 @@ static int set_option(fmd_config *cfg, const char *section, const char *key,
 		              sizeof(cfg->bootstrap[0]), value);
 		if (rc == 0)
 			cfg->bootstrap_count++;
+	} else if (strcmp(section, "node") == 0 &&
+	           strcmp(key, "advertise") == 0) {
+		if (check_advertise(value) != 0) {
+			snprintf(
+			        err, err_len,
+			        "[%s] %s: '%s' is not an address peers can "
+			        "dial (numeric ADDR:PORT, not a wildcard, port "
+			        "not 0)",
+			        section, key, value);
+			return -EINVAL;
+		}
+		if (cfg->advertise_count >= FMD_ADVERTISE_MAX) {
+			snprintf(err, err_len,
+			         "too many advertised addresses (at most %d)",
+			         FMD_ADVERTISE_MAX);
+			return -E2BIG;
+		}
+		rc = copy_str(cfg->advertise[cfg->advertise_count],
+		              sizeof(cfg->advertise[0]), value);
+		if (rc == 0)
+			cfg->advertise_count++;
 	} else if (strcmp(section, "api") == 0 && strcmp(key, "listen") == 0) {
 		if (fmd_config_check_addr(value) != 0)
 			goto bad_addr;
@@ -322,6 +369,7 @@ int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
 	char path[FMD_PATH_MAX];
 	const char *config_flag = NULL;
 	int bootstrap_from_flags = 0;
+	int advertise_from_flags = 0;
 	int opt;
 	int rc;
 
@@ -391,6 +439,26 @@ int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
 			}
 			section = "node", key = "bootstrap";
 			break;
+		case OPT_ADVERTISE:
+			if (!advertise_from_flags) {
+				cfg->advertise_count = 0;
+				advertise_from_flags = 1;
+			}
+			section = "node", key = "advertise";
+			break;
+		case OPT_JOIN:
+			/* The invite is checked when it is used; here only
+			 * its size. */
+			if (copy_str(cfg->join, sizeof(cfg->join), optarg) !=
+			            0 ||
+			    optarg[0] == '\0') {
+				snprintf(err, err_len,
+				         "--join: not an invite (empty or "
+				         "longer than %d characters)",
+				         FM_INVITE_TEXT_MAX);
+				return -EINVAL;
+			}
+			break;
 		case OPT_LOG_FORMAT:
 			section = "log", key = "format";
 			break;
@@ -433,6 +501,8 @@ void fmd_config_print(const fmd_config *cfg, FILE *out)
 	        cfg->listen);
 	for (i = 0; i < cfg->bootstrap_count; i++)
 		fprintf(out, "bootstrap = %s\n", cfg->bootstrap[i]);
+	for (i = 0; i < cfg->advertise_count; i++)
+		fprintf(out, "advertise = %s\n", cfg->advertise[i]);
 	fprintf(out, "\n[api]\nlisten = %s\n", cfg->api);
 	fprintf(out, "\n[log]\nformat = %s\nlevel = %s\n",
 	        fmd_log_format_name(cfg->log_format),
@@ -463,8 +533,21 @@ void fmd_config_usage(FILE *out, const char *argv0)
 	        "      --api ADDR:PORT    local HTTP API (default %s; port 0 "
 	        "= any free port)\n"
 	        "      --bootstrap ADDR:PORT\n"
-	        "                         peer to contact at start "
-	        "(repeatable, up to %d)\n"
+	        "                         peer of this federation to "
+	        "contact at start\n"
+	        "                         (repeatable, up to %d)\n"
+	        "      --join INVITE      join the federation of INVITE "
+	        "(from 'fedmesh invite')\n"
+	        "                         before starting; kept in "
+	        "federation.key afterwards\n"
+	        "      --advertise ADDR:PORT\n"
+	        "                         address peers should dial, put in "
+	        "this node's record\n"
+	        "                         and invites (repeatable, up to %d; "
+	        "default: the --listen\n"
+	        "                         address, or the interfaces' "
+	        "addresses when it is a\n"
+	        "                         wildcard)\n"
 	        "      --log-format FMT   text (default) or json (one object "
 	        "per line)\n"
 	        "      --log-level LEVEL  error, warn, info (default) or "
@@ -477,7 +560,9 @@ void fmd_config_usage(FILE *out, const char *argv0)
 	        "  -V, --version          show the version and exit\n"
 	        "\n"
 	        "Files in the state directory: identity.key (0600), "
-	        "fedmesh.db, api.addr,\n"
-	        "api.token (0600). See fedmeshd(1) and fedmesh(1).\n",
-	        argv0, FMD_DEFAULT_LISTEN, FMD_DEFAULT_API, FMD_BOOTSTRAP_MAX);
+	        "federation.key (0600),\n"
+	        "fedmesh.db, api.addr, api.token (0600). See fedmeshd(1) and "
+	        "fedmesh(1).\n",
+	        argv0, FMD_DEFAULT_LISTEN, FMD_DEFAULT_API, FMD_BOOTSTRAP_MAX,
+	        FMD_ADVERTISE_MAX);
 }

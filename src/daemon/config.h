@@ -16,6 +16,8 @@
 #define FMD_DEFAULT_LISTEN "0.0.0.0:7420"
 #define FMD_DEFAULT_API "127.0.0.1:7421"
 #define FMD_BOOTSTRAP_MAX 16
+/* Addresses a node puts in its signed record and its invites. */
+#define FMD_ADVERTISE_MAX FM_RECORD_ADDRS_MAX
 #define FMD_PATH_MAX 1024
 /* Longest config file line we accept; inih's own buffer is the bound. */
 #define FMD_CONFIG_FILE_MAX_BYTES (1024 * 1024)
@@ -27,6 +29,14 @@ typedef struct fmd_config {
 	char api[FM_ADDR_STR_MAX];      /* local HTTP API */
 	char bootstrap[FMD_BOOTSTRAP_MAX][FM_ADDR_STR_MAX];
 	size_t bootstrap_count;
+	/* --advertise: what the node's record says instead of the addresses
+	 * found from --listen and the interfaces. */
+	char advertise[FMD_ADVERTISE_MAX][FM_ADDR_STR_MAX];
+	size_t advertise_count;
+	/* --join INVITE, a one-shot of this start: a flag only, never a
+	 * config-file key and never printed, since it carries the federation
+	 * key. "" when not given. */
+	char join[FM_INVITE_TEXT_MAX + 1];
 	enum fmd_log_format log_format;
 	enum fm_log_level log_level;
 	int allow_root;
@@ -79,5 +89,7 @@ void fmd_config_usage(FILE *out, const char *argv0);
 /* Splits "HOST:PORT" / "[V6]:PORT" and checks it is numeric; port 0 is
  * allowed (any free port). Returns 0 or -EINVAL. */
 int fmd_config_check_addr(const char *text);
+/* 1 when addr is the unspecified address (0.0.0.0 or [::]). */
+int fmd_addr_is_wildcard(const fm_addr *addr);
 
 #endif

@@ -13,6 +13,7 @@
 #include "store.h"
 
 struct fmd_api;
+struct fmd_net;
 
 /* Counters of the daemon itself (the core keeps its own, fm_node_stats). */
 typedef struct fmd_counters {
@@ -29,6 +30,11 @@ typedef struct fmd {
 	fm_node *node;
 	fmd_store *store;
 	struct fmd_api *api;
+	struct fmd_net *net; /* NULL when no peer port is open (unit tests) */
+	/* The federation's pre-shared key, as in STATE_DIR/federation.key.
+	 * Kept here because the core does not hand it back: the only way out
+	 * of the process is inside an invite. */
+	uint8_t federation_key[FM_FEDERATION_KEY_BYTES];
 	uint64_t started_mono_ms; /* uv_now() at start */
 	int64_t started_unix_ms;
 	char node_id_hex[FM_NODE_ID_HEX_LEN + 1];

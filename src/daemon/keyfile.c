@@ -18,6 +18,8 @@
 #define IDENTITY_SECRET_TAG "ed25519-secret "
 /* The identity file is tiny; anything bigger is not ours. */
 #define IDENTITY_FILE_MAX_BYTES 512
+/* 64 hex characters and a newline; some slack for a CRLF editor. */
+#define FEDERATION_KEY_FILE_MAX_BYTES 128
 
 int fmd_mkdir_private(const char *dir, char *err, size_t err_len)
 {
@@ -253,5 +255,82 @@ cleanup:
 	sodium_memzero(text, sizeof(text));
 	if (rc != 0)
 		fm_identity_wipe(out);
+	return rc;
+}
+
+int fmd_federation_key_write(const char *path,
+                             const uint8_t key[FM_FEDERATION_KEY_BYTES],
+                             char *err, size_t err_len)
+{
+	char text[2 * FM_FEDERATION_KEY_BYTES + 2];
+	int rc;
+
+	fm_hex_encode(key, FM_FEDERATION_KEY_BYTES, text);
+	text[2 * FM_FEDERATION_KEY_BYTES] = '\n';
+	text[2 * FM_FEDERATION_KEY_BYTES + 1] = '\0';
+	rc = fmd_file_write_atomic(path, text, 2 * FM_FEDERATION_KEY_BYTES + 1,
+	                           0600, err, err_len);
+	sodium_memzero(text, sizeof(text));
+	return rc;
+}
+
+/* Exactly 64 hex characters, then optionally one line ending. */
+static int parse_federation_key(char *text, size_t len,
+                                uint8_t key[FM_FEDERATION_KEY_BYTES])
+{
+	size_t hex_len = 2 * FM_FEDERATION_KEY_BYTES;
+
+	if (len > hex_len && text[len - 1] == '\n')
+		len--;
+	if (len > hex_len && text[len - 1] == '\r')
+		len--;
+	if (len != hex_len)
+		return -EINVAL;
+	text[hex_len] = '\0';
+	return fm_hex_decode(text, key, FM_FEDERATION_KEY_BYTES);
+}
+
+int fmd_federation_key_load_or_create(const char *path,
+                                      uint8_t key[FM_FEDERATION_KEY_BYTES],
+                                      int *created, char *err, size_t err_len)
+{
+	char text[FEDERATION_KEY_FILE_MAX_BYTES + 1];
+	size_t len = 0;
+	int rc;
+
+	*created = 0;
+	rc = read_small_file(path, text, FEDERATION_KEY_FILE_MAX_BYTES, &len);
+	if (rc == 0) {
+		rc = fmd_file_check_private(path, err, err_len);
+		if (rc != 0)
+			goto cleanup;
+		rc = parse_federation_key(text, len, key);
+		if (rc != 0)
+			snprintf(
+			        err, err_len,
+			        "%s is not a valid federation key file (64 hex "
+			        "characters); refusing to overwrite it. Move "
+			        "it "
+			        "away to start a new federation of one, or "
+			        "join "
+			        "one again with --join INVITE",
+			        path);
+		goto cleanup;
+	}
+	if (rc != -ENOENT) {
+		snprintf(err, err_len, "cannot read %s: %s", path,
+		         rc == -EFBIG ? "file too large" : strerror(-rc));
+		goto cleanup;
+	}
+	/* A federation of one: nobody else holds this key until an invite
+	 * carries it. */
+	randombytes_buf(key, FM_FEDERATION_KEY_BYTES);
+	rc = fmd_federation_key_write(path, key, err, err_len);
+	if (rc == 0)
+		*created = 1;
+cleanup:
+	sodium_memzero(text, sizeof(text));
+	if (rc != 0)
+		sodium_memzero(key, FM_FEDERATION_KEY_BYTES);
 	return rc;
 }

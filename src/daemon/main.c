@@ -106,6 +106,55 @@ static int write_token(fmd *d, char *token, char *err, size_t err_len)
 	return rc;
 }
 
+/* An invite on the command line carries the federation key, and argv is
+ * readable by every local user through /proc/PID/cmdline: once copied, it
+ * is wiped there. */
+static void wipe_join_arg(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--join") == 0 && i + 1 < argc)
+			sodium_memzero(argv[i + 1], strlen(argv[i + 1]));
+		else if (strncmp(argv[i], "--join=", 7) == 0)
+			sodium_memzero(argv[i] + 7, strlen(argv[i] + 7));
+	}
+}
+
+/* Every node starts as a federation of one; --join replaces the key once,
+ * before the node exists, so it starts in the new federation. */
+static int federation_setup(fmd *d, char *err, size_t err_len)
+{
+	fm_addr addrs[FM_INVITE_ADDRS_MAX];
+	char path[FMD_PATH_MAX + 32];
+	size_t count = 0;
+	int created = 0;
+	int rc;
+
+	rc = state_path(d, FMD_FEDERATION_KEY_FILE, path, sizeof(path));
+	if (rc == 0)
+		rc = fmd_federation_key_load_or_create(path, d->federation_key,
+		                                       &created, err, err_len);
+	if (rc != 0)
+		return rc;
+	if (created)
+		fmd_log(FM_LOG_INFO, "main",
+		        "created a new federation key: this node is a "
+		        "federation of one until it joins another ('fedmesh "
+		        "join INVITE')");
+	if (d->cfg.join[0] == '\0')
+		return 0;
+	rc = fmd_federation_join(d, d->cfg.join, addrs, &count, err, err_len);
+	sodium_memzero(d->cfg.join, sizeof(d->cfg.join));
+	if (rc == -EINVAL) {
+		char msg[FMD_ERR_MAX];
+
+		snprintf(msg, sizeof(msg), "--join: %s", err);
+		snprintf(err, err_len, "%s", msg);
+	}
+	return rc;
+}
+
 static void remove_api_addr(const fmd *d)
 {
 	char path[FMD_PATH_MAX + 32];
@@ -131,6 +180,7 @@ int main(int argc, char **argv)
 	env.home = getenv("HOME");
 	rc = fmd_config_resolve(&d->cfg, argc, argv, &env, &action, err,
 	                        sizeof(err));
+	wipe_join_arg(argc, argv);
 	if (rc != 0) {
 		fprintf(stderr, "fedmeshd: %s\n", err);
 		return 2;
@@ -186,6 +236,9 @@ int main(int argc, char **argv)
 		         strerror(-rc));
 		goto fail;
 	}
+	rc = federation_setup(d, err, sizeof(err));
+	if (rc != 0)
+		goto fail;
 
 	d->loop = uv_default_loop();
 	d->started_mono_ms = uv_now(d->loop);
@@ -240,6 +293,8 @@ cleanup:
 	}
 	fmd_store_close(d->store);
 	fm_identity_wipe(&d->identity);
+	sodium_memzero(d->federation_key, sizeof(d->federation_key));
+	sodium_memzero(d->cfg.join, sizeof(d->cfg.join));
 	if (exit_code == 0)
 		fmd_log(FM_LOG_INFO, "main", "stopped cleanly");
 	return exit_code;

@@ -4,6 +4,10 @@
  * core's fm_io on top of libuv. No protocol decisions are made here: bytes
  * go to the core as they arrive and leave when the core asks. */
 #include <errno.h>
+#include <ifaddrs.h>
+#include <jansson.h>
+#include <math.h>
+#include <net/if.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "keyfile.h"
 #include "log.h"
 #include "net.h"
 
@@ -24,6 +29,11 @@
 /* Attempts at finding one free port for both UDP and TCP when asked for
  * port 0. */
 #define FMD_NET_PORT_TRIES 16
+/* Peers read back from the store at start; the core's own table is
+ * smaller, so rows past this could not be restored anyway. */
+#define FMD_NET_RESTORE_MAX 4096
+/* Path of a file in the state directory. */
+#define FMD_NET_PATH_MAX (FMD_PATH_MAX + 32)
 
 struct stream {
 	uv_tcp_t tcp;
@@ -345,6 +355,13 @@ static void io_log(void *ctx, enum fm_log_level level, const char *subsystem,
 	fmd_log(level, subsystem, "%s", msg);
 }
 
+static void io_peer_changed(void *ctx, const fm_peer_info *peer, int forgotten)
+{
+	struct fmd_net *net = ctx;
+
+	fmd_peers_save(net->d, peer, forgotten);
+}
+
 /* ---- sockets --------------------------------------------------------- */
 
 static void on_timer(uv_timer_t *timer)
@@ -551,11 +568,640 @@ fail:
 	return rc;
 }
 
+/* The TCP listener's address: what peers dial. */
+static int bound_addr(struct fmd_net *net, fm_addr *out)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	int rc;
+
+	rc = uv_tcp_getsockname(&net->listener, (struct sockaddr *)&ss, &len);
+	if (rc != 0)
+		return rc;
+	sockaddr_to_fm((struct sockaddr *)&ss, out);
+	return out->family == FM_AF_NONE ? -EAFNOSUPPORT : 0;
+}
+
+static void log_advertised(const fm_addr *addrs, size_t count)
+{
+	char list[FM_RECORD_ADDRS_MAX * (FM_ADDR_STR_MAX + 2)] = "";
+	char one[FM_ADDR_STR_MAX];
+	size_t i;
+
+	for (i = 0; i < count; i++) {
+		if (fm_addr_format(&addrs[i], one, sizeof(one)) != 0)
+			continue;
+		if (list[0] != '\0')
+			strcat(list, ", ");
+		strcat(list, one);
+	}
+	fmd_log(FM_LOG_INFO, "net", "advertising %s",
+	        list[0] != '\0' ? list : "no address");
+}
+
+void fmd_net_kick(fmd *d)
+{
+	if (d != NULL && d->net != NULL && d->node != NULL)
+		reschedule(d->net);
+}
+
+/* ---- advertised addresses ------------------------------------------------ */
+
+/* Interfaces whose addresses mean nothing to another machine: container
+ * and VM bridges and their veth ends. */
+static int interface_is_virtual(const char *name)
+{
+	static const char *const prefixes[] = {"docker", "veth", "br-",
+	                                       "virbr"};
+	size_t i;
+
+	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+			return 1;
+	return 0;
+}
+
+/* Link-local addresses need a scope (IPv6) or only reach the local link
+ * by accident (IPv4 169.254/16): not worth advertising. */
+static int addr_is_link_local(const fm_addr *a)
+{
+	if (a->family == FM_AF_INET)
+		return a->ip[0] == 169 && a->ip[1] == 254;
+	if (a->family == FM_AF_INET6)
+		return a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80;
+	return 0;
+}
+
+static int addr_list_add(fm_addr *out, size_t max, size_t *count,
+                         const fm_addr *a)
+{
+	size_t i;
+
+	for (i = 0; i < *count; i++)
+		if (memcmp(&out[i], a, sizeof(*a)) == 0)
+			return 0;
+	if (*count >= max)
+		return -ENOSPC;
+	out[(*count)++] = *a;
+	return 0;
+}
+
+/* The up, non-loopback interfaces' addresses with the bound port. An IPv6
+ * wildcard socket also accepts IPv4 (Linux's default bindv6only = 0), so
+ * it advertises both families. */
+static void interface_addrs(const fm_addr *bound, fm_addr *out, size_t max,
+                            size_t *count)
+{
+	struct ifaddrs *list = NULL;
+	struct ifaddrs *ifa;
+	fm_addr a;
+
+	if (getifaddrs(&list) != 0)
+		return;
+	for (ifa = list; ifa != NULL; ifa = ifa->ifa_next) {
+		if (ifa->ifa_addr == NULL || !(ifa->ifa_flags & IFF_UP) ||
+		    (ifa->ifa_flags & IFF_LOOPBACK) ||
+		    interface_is_virtual(ifa->ifa_name))
+			continue;
+		if (ifa->ifa_addr->sa_family == AF_INET6 &&
+		    bound->family != FM_AF_INET6)
+			continue;
+		if (ifa->ifa_addr->sa_family != AF_INET &&
+		    ifa->ifa_addr->sa_family != AF_INET6)
+			continue;
+		sockaddr_to_fm(ifa->ifa_addr, &a);
+		if (addr_is_link_local(&a))
+			continue;
+		a.port = bound->port;
+		if (addr_list_add(out, max, count, &a) != 0)
+			break;
+	}
+	freeifaddrs(list);
+}
+
+int fmd_advertise_addrs(const fmd *d, const fm_addr *bound, fm_addr *out,
+                        size_t max, size_t *count)
+{
+	fm_addr a;
+	size_t i;
+
+	*count = 0;
+	if (d->cfg.advertise_count > 0) {
+		for (i = 0; i < d->cfg.advertise_count && *count < max; i++) {
+			if (fm_addr_parse(d->cfg.advertise[i], &a) != 0)
+				return -EINVAL;
+			addr_list_add(out, max, count, &a);
+		}
+		return 0;
+	}
+	if (!fmd_addr_is_wildcard(bound)) {
+		out[(*count)++] = *bound;
+		return 0;
+	}
+	interface_addrs(bound, out, max, count);
+	if (*count > 0)
+		return 0;
+	/* No network at all: this host's own other daemons can still use
+	 * the invite. */
+	memset(&a, 0, sizeof(a));
+	a.family = bound->family;
+	a.port = bound->port;
+	if (a.family == FM_AF_INET) {
+		a.ip[0] = 127;
+		a.ip[3] = 1;
+	} else {
+		a.ip[15] = 1;
+	}
+	out[(*count)++] = a;
+	return 0;
+}
+
+/* ---- peer persistence ------------------------------------------------------
+ */
+
+/* The node's monotonic clock to Unix ms and back; 0 means "never" both
+ * ways, and a time that maps to or before the clock's origin is "never"
+ * too. */
+int64_t fmd_unix_from_node_ms(const fmd *d, uint64_t node_ms)
+{
+	if (node_ms == 0)
+		return 0;
+	return d->started_unix_ms +
+	       ((int64_t)node_ms - (int64_t)d->started_mono_ms);
+}
+
+static uint64_t node_ms_from_unix(const fmd *d, int64_t unix_ms)
+{
+	int64_t node_ms;
+
+	if (unix_ms <= 0)
+		return 0;
+	/* A time after our start is a clock that stepped back since: take
+	 * it as "now" rather than as the future. */
+	if (unix_ms > d->started_unix_ms)
+		unix_ms = d->started_unix_ms;
+	node_ms = (int64_t)d->started_mono_ms + (unix_ms - d->started_unix_ms);
+	return node_ms > 0 ? (uint64_t)node_ms : 0;
+}
+
+static int addresses_to_json(const fm_peer_info *info, char *out,
+                             size_t out_len)
+{
+	char addr[FM_ADDR_STR_MAX];
+	json_t *list = json_array();
+	size_t len;
+	size_t i;
+	int rc = 0;
+
+	if (list == NULL)
+		return -ENOMEM;
+	for (i = 0; i < info->addr_count && i < FM_PEER_ADDRS_MAX; i++) {
+		if (fm_addr_format(&info->addrs[i].addr, addr, sizeof(addr)) !=
+		    0)
+			continue;
+		if (json_array_append_new(
+		            list, json_pack("{s:s,s:s}", "addr", addr, "source",
+		                            fm_addr_source_name(
+		                                    (enum fm_addr_source)info
+		                                            ->addrs[i]
+		                                            .source))) != 0) {
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+	}
+	len = json_dumpb(list, out, out_len - 1, JSON_COMPACT);
+	if (len == 0 || len >= out_len) {
+		rc = -ENOSPC;
+		goto cleanup;
+	}
+	out[len] = '\0';
+cleanup:
+	json_decref(list);
+	return rc;
+}
+
+int fmd_peer_row_from_info(const fmd *d, const fm_peer_info *info,
+                           fmd_peer_row *row)
+{
+	size_t len;
+	int rc;
+
+	memset(row, 0, sizeof(*row));
+	fm_hex_encode(info->node_id, FM_NODE_ID_BYTES, row->node_id);
+	rc = addresses_to_json(info, row->addresses_json,
+	                       sizeof(row->addresses_json));
+	if (rc < 0)
+		return rc;
+	snprintf(row->source, sizeof(row->source), "%s",
+	         fm_addr_source_name((enum fm_addr_source)info->source));
+	snprintf(row->state, sizeof(row->state), "%s",
+	         fm_peer_state_name((enum fm_peer_state)info->state));
+	row->rtt_ms = info->rtt_ms;
+	row->score = isfinite(info->score) ? info->score : 0.0;
+	row->last_seen_unix_ms = fmd_unix_from_node_ms(d, info->last_seen_ms);
+	len = strnlen(info->last_error, sizeof(info->last_error));
+	if (len >= sizeof(row->last_error))
+		len = sizeof(row->last_error) - 1;
+	memcpy(row->last_error, info->last_error, len);
+	row->last_error[len] = '\0';
+	if (info->has_record) {
+		rc = fm_record_encode(&info->record, row->record,
+		                      sizeof(row->record), &row->record_len);
+		if (rc < 0)
+			return rc;
+	}
+	row->reputation.invalid = info->reputation.invalid;
+	row->reputation.failures = info->reputation.failures;
+	row->reputation.timeouts = info->reputation.timeouts;
+	row->reputation.successes = info->reputation.successes;
+	row->reputation.bans = info->reputation.bans;
+	row->reputation.ban_remaining_ms =
+	        info->reputation.ban_remaining_ms > INT64_MAX
+	                ? INT64_MAX
+	                : (int64_t)info->reputation.ban_remaining_ms;
+	return 0;
+}
+
+/* addresses_json back into the peer's address list; entries that do not
+ * parse are skipped (the list is a cache, the record is the truth). */
+static void addresses_from_json(const char *text, size_t text_max,
+                                fm_peer_info *info)
+{
+	json_error_t jerr;
+	json_t *list;
+	json_t *entry;
+	enum fm_addr_source source;
+	size_t i;
+
+	list = json_loadb(text, strnlen(text, text_max), 0, &jerr);
+	for (i = 0;
+	     i < json_array_size(list) && info->addr_count < FM_PEER_ADDRS_MAX;
+	     i++) {
+		fm_peer_addr *pa = &info->addrs[info->addr_count];
+		const char *addr;
+		const char *src;
+
+		entry = json_array_get(list, i);
+		addr = json_string_value(json_object_get(entry, "addr"));
+		src = json_string_value(json_object_get(entry, "source"));
+		if (addr == NULL || fm_addr_parse(addr, &pa->addr) != 0)
+			continue;
+		if (src == NULL || fm_addr_source_parse(src, &source) != 0)
+			source = FM_SRC_RECORD;
+		pa->source = (uint8_t)source;
+		info->addr_count++;
+	}
+	json_decref(list);
+}
+
+int fmd_peer_info_from_row(const fmd *d, const fmd_peer_row *row,
+                           fm_peer_info *info)
+{
+	enum fm_addr_source source;
+	size_t len;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	if (strnlen(row->node_id, sizeof(row->node_id)) != FM_NODE_ID_HEX_LEN ||
+	    fm_hex_decode(row->node_id, info->node_id, FM_NODE_ID_BYTES) != 0)
+		return -EINVAL;
+	if (row->record_len > 0) {
+		rc = fm_record_decode(row->record, row->record_len,
+		                      &info->record);
+		if (rc < 0)
+			return rc;
+		/* A valid record of another node under this ID is as bad
+		 * as a forged one. */
+		if (sodium_memcmp(info->record.node_id, info->node_id,
+		                  FM_NODE_ID_BYTES) != 0)
+			return -EBADMSG;
+		info->has_record = 1;
+	}
+	addresses_from_json(row->addresses_json, sizeof(row->addresses_json),
+	                    info);
+	if (fm_addr_source_parse(row->source, &source) != 0)
+		source = FM_SRC_RECORD;
+	info->source = (uint8_t)source;
+	/* No session survives a restart: the core decides what to do with
+	 * the peer, and only a ban (from the reputation) carries over. */
+	info->state =
+	        strcmp(row->state, fm_peer_state_name(FM_PEER_BANNED)) == 0
+	                ? FM_PEER_BANNED
+	                : FM_PEER_IDLE;
+	info->rtt_ms = isfinite(row->rtt_ms) ? row->rtt_ms : -1.0;
+	info->last_seen_ms = node_ms_from_unix(d, row->last_seen_unix_ms);
+	len = strnlen(row->last_error, sizeof(row->last_error));
+	if (len >= sizeof(info->last_error))
+		len = sizeof(info->last_error) - 1;
+	memcpy(info->last_error, row->last_error, len);
+	info->last_error[len] = '\0';
+	info->reputation.invalid = row->reputation.invalid;
+	info->reputation.failures = row->reputation.failures;
+	info->reputation.timeouts = row->reputation.timeouts;
+	info->reputation.successes = row->reputation.successes;
+	info->reputation.bans =
+	        row->reputation.bans < 0
+	                ? 0
+	                : (row->reputation.bans > UINT32_MAX
+	                           ? UINT32_MAX
+	                           : (uint32_t)row->reputation.bans);
+	info->reputation.ban_remaining_ms =
+	        row->reputation.ban_remaining_ms < 0
+	                ? 0
+	                : (uint64_t)row->reputation.ban_remaining_ms;
+	info->score = fm_reputation_score(&info->reputation);
+	return 0;
+}
+
+void fmd_peers_save(fmd *d, const fm_peer_info *info, int forgotten)
+{
+	char node_id[FM_NODE_ID_HEX_LEN + 1];
+	fmd_peer_row *row;
+	int rc;
+
+	if (d->store == NULL || info == NULL)
+		return;
+	if (forgotten) {
+		fm_hex_encode(info->node_id, FM_NODE_ID_BYTES, node_id);
+		rc = fmd_store_peer_delete(d->store, node_id);
+		if (rc < 0 && rc != -ENOENT)
+			fmd_log(FM_LOG_WARN, "store",
+			        "cannot forget peer %.16s: %s", node_id,
+			        strerror(-rc));
+		return;
+	}
+	/* A row is a few kB: not for the stack of a callback. */
+	row = malloc(sizeof(*row));
+	if (row == NULL) {
+		fmd_log(FM_LOG_WARN, "store", "cannot save a peer: %s",
+		        strerror(ENOMEM));
+		return;
+	}
+	rc = fmd_peer_row_from_info(d, info, row);
+	if (rc == 0)
+		rc = fmd_store_peer_upsert(d->store, row);
+	if (rc < 0) {
+		fm_hex_encode(info->node_id, FM_NODE_ID_BYTES, node_id);
+		fmd_log(FM_LOG_WARN, "store", "cannot save peer %.16s: %s",
+		        node_id, strerror(-rc));
+	}
+	free(row);
+}
+
+typedef struct restore_walk {
+	const fmd *d;
+	fm_peer_info *infos;
+	size_t count;
+	size_t cap;
+	size_t skipped;
+} restore_walk;
+
+/* Collects first, restores after the walk: the core answers a restore
+ * with peer_changed, which writes to the table being read. */
+static int restore_collect(void *ctx, const fmd_peer_row *row)
+{
+	restore_walk *w = ctx;
+	fm_peer_info *grown;
+	int rc;
+
+	if (w->count == w->cap) {
+		size_t cap = w->cap != 0 ? 2 * w->cap : 16;
+
+		if (w->cap >= FMD_NET_RESTORE_MAX)
+			return 1;
+		if (cap > FMD_NET_RESTORE_MAX)
+			cap = FMD_NET_RESTORE_MAX;
+		grown = realloc(w->infos, cap * sizeof(*grown));
+		if (grown == NULL)
+			return -ENOMEM;
+		w->infos = grown;
+		w->cap = cap;
+	}
+	rc = fmd_peer_info_from_row(w->d, row, &w->infos[w->count]);
+	if (rc < 0) {
+		w->skipped++;
+		fmd_log(FM_LOG_WARN, "store", "skipping stored peer %.16s: %s",
+		        row->node_id,
+		        rc == -EPERM ? "its record's signature does not verify"
+		                     : "its row is malformed");
+		return 0;
+	}
+	w->count++;
+	return 0;
+}
+
+int fmd_peers_restore(fmd *d)
+{
+	restore_walk w = {.d = d};
+	size_t restored = 0;
+	size_t i;
+	int rc;
+
+	if (d->store == NULL || d->node == NULL)
+		return -EINVAL;
+	rc = fmd_store_peers_foreach(d->store, restore_collect, &w);
+	if (rc < 0)
+		goto cleanup;
+	if (rc == 1)
+		fmd_log(FM_LOG_WARN, "store",
+		        "more than %d stored peers; restoring the first",
+		        FMD_NET_RESTORE_MAX);
+	for (i = 0; i < w.count; i++) {
+		rc = fm_node_restore_peer(d->node, fmd_now_ms(d), &w.infos[i]);
+		if (rc < 0) {
+			fmd_log(FM_LOG_WARN, "net",
+			        "cannot restore a stored peer: %s",
+			        strerror(-rc));
+			continue;
+		}
+		restored++;
+	}
+	if (w.count + w.skipped > 0)
+		fmd_log(FM_LOG_INFO, "net", "restored %zu stored peer(s)",
+		        restored);
+	rc = (int)restored;
+cleanup:
+	free(w.infos);
+	return rc;
+}
+
+/* ---- federation membership ------------------------------------------------
+ */
+
+static int state_file(const fmd *d, const char *name, char *out, size_t len)
+{
+	int n = snprintf(out, len, "%s/%s", d->cfg.state_dir, name);
+
+	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
+static void contact_add(fmd *d, const fm_addr *addr, enum fm_addr_source source)
+{
+	char text[FM_ADDR_STR_MAX] = "?";
+	int rc;
+
+	rc = fm_node_add_contact(d->node, fmd_now_ms(d), addr, source);
+	if (rc < 0) {
+		(void)fm_addr_format(addr, text, sizeof(text));
+		fmd_log(FM_LOG_WARN, "net", "cannot add %s contact %s: %s",
+		        fm_addr_source_name(source), text, strerror(-rc));
+	}
+}
+
+int fmd_contacts_add(fmd *d)
+{
+	char text[FMD_BOOTSTRAP_SETTING_MAX];
+	json_error_t jerr;
+	json_t *list = NULL;
+	fm_addr addr;
+	int added = 0;
+	size_t i;
+	int rc;
+
+	if (d->node == NULL)
+		return -EINVAL;
+	rc = d->store != NULL
+	             ? fmd_store_setting_get(d->store, FMD_SETTING_BOOTSTRAP,
+	                                     text, sizeof(text))
+	             : -ENOENT;
+	if (rc == 0)
+		list = json_loads(text, 0, &jerr);
+	else if (rc != -ENOENT)
+		fmd_log(FM_LOG_WARN, "store",
+		        "cannot read the bootstrap addresses: %s",
+		        strerror(-rc));
+	for (i = 0; i < json_array_size(list); i++) {
+		const char *a = json_string_value(json_array_get(list, i));
+
+		if (a == NULL || fm_addr_parse(a, &addr) != 0) {
+			fmd_log(FM_LOG_WARN, "store",
+			        "ignoring a malformed stored bootstrap "
+			        "address");
+			continue;
+		}
+		contact_add(d, &addr, FM_SRC_INVITE);
+		added++;
+	}
+	json_decref(list);
+	for (i = 0; i < d->cfg.bootstrap_count; i++) {
+		/* config.c checked the syntax already. */
+		if (fm_addr_parse(d->cfg.bootstrap[i], &addr) != 0)
+			continue;
+		contact_add(d, &addr, FM_SRC_BOOTSTRAP);
+		added++;
+	}
+	return added;
+}
+
+static int bootstrap_setting_save(fmd *d, const fm_addr *addrs, size_t count)
+{
+	char text[FMD_BOOTSTRAP_SETTING_MAX];
+	char one[FM_ADDR_STR_MAX];
+	json_t *list = json_array();
+	size_t len;
+	size_t i;
+	int rc = 0;
+
+	if (list == NULL)
+		return -ENOMEM;
+	for (i = 0; i < count; i++) {
+		if (fm_addr_format(&addrs[i], one, sizeof(one)) != 0)
+			continue;
+		if (json_array_append_new(list, json_string(one)) != 0) {
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+	}
+	len = json_dumpb(list, text, sizeof(text) - 1, JSON_COMPACT);
+	if (len == 0 || len >= sizeof(text)) {
+		rc = -ENOSPC;
+		goto cleanup;
+	}
+	text[len] = '\0';
+	rc = fmd_store_setting_set(d->store, FMD_SETTING_BOOTSTRAP, text);
+cleanup:
+	json_decref(list);
+	return rc;
+}
+
+int fmd_federation_join(fmd *d, const char *invite, fm_addr *addrs,
+                        size_t *count, char *err, size_t err_len)
+{
+	uint8_t key[FM_FEDERATION_KEY_BYTES];
+	char path[FMD_NET_PATH_MAX];
+	size_t n = 0;
+	size_t i;
+	int same;
+	int rc;
+
+	*count = 0;
+	if (err_len > 0)
+		err[0] = '\0';
+	rc = fm_invite_decode(invite, key, addrs, FM_INVITE_ADDRS_MAX, &n);
+	if (rc < 0) {
+		snprintf(err, err_len,
+		         "not a valid fedmesh invite: it must be the whole "
+		         "'fedmesh1...' word that 'fedmesh invite' printed; "
+		         "a missing or mistyped character breaks its "
+		         "checksum");
+		rc = -EINVAL;
+		goto cleanup;
+	}
+	rc = state_file(d, FMD_FEDERATION_KEY_FILE, path, sizeof(path));
+	if (rc == 0)
+		rc = fmd_federation_key_write(path, key, err, err_len);
+	if (rc < 0) {
+		if (err[0] == '\0')
+			snprintf(err, err_len,
+			         "cannot write the federation key: %s",
+			         strerror(-rc));
+		/* -EINVAL is reserved for "bad invite". */
+		if (rc == -EINVAL)
+			rc = -EIO;
+		goto cleanup;
+	}
+	/* Joining the federation one is in already changes nothing but the
+	 * contacts: dropping the peers would launder their reputations. */
+	same = sodium_memcmp(key, d->federation_key, sizeof(key)) == 0;
+	memcpy(d->federation_key, key, sizeof(key));
+	if (d->store != NULL) {
+		if (!same) {
+			rc = fmd_store_peers_clear(d->store);
+			if (rc < 0)
+				fmd_log(FM_LOG_WARN, "store",
+				        "cannot clear the old federation's "
+				        "peers: %s",
+				        strerror(-rc));
+		}
+		rc = bootstrap_setting_save(d, addrs, n);
+		if (rc < 0)
+			fmd_log(FM_LOG_WARN, "store",
+			        "cannot save the invite's addresses: %s",
+			        strerror(-rc));
+	}
+	if (d->node != NULL) {
+		if (!same)
+			fm_node_set_federation(d->node, fmd_now_ms(d), key);
+		for (i = 0; i < n; i++)
+			contact_add(d, &addrs[i], FM_SRC_INVITE);
+		fmd_net_kick(d);
+	}
+	fmd_log(FM_LOG_INFO, "main", "%s federation; %zu bootstrap address(es)",
+	        same ? "already a member of this" : "joined a new", n);
+	*count = n;
+	rc = 0;
+cleanup:
+	sodium_memzero(key, sizeof(key));
+	return rc;
+}
+
 int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len)
 {
 	fm_node_config ncfg;
 	struct fmd_net *net;
+	size_t advertise_count = 0;
 	fm_addr want;
+	fm_addr bound;
 	fm_io io;
 	int rc;
 
@@ -585,14 +1231,40 @@ int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len)
 	io.random_bytes = io_random_bytes;
 	io.persist = io_persist;
 	io.log = io_log;
+	io.peer_changed = io_peer_changed;
 	memset(&ncfg, 0, sizeof(ncfg));
 	ncfg.identity = d->identity;
+	memcpy(ncfg.federation_key, d->federation_key,
+	       sizeof(ncfg.federation_key));
+	/* The start time in Unix ms grows across restarts, so the record of
+	 * this run supersedes the last one's. */
+	ncfg.record_seq =
+	        d->started_unix_ms > 0 ? (uint64_t)d->started_unix_ms : 1;
+	rc = bound_addr(net, &bound);
+	if (rc == 0)
+		rc = fmd_advertise_addrs(d, &bound, ncfg.advertise,
+		                         FM_RECORD_ADDRS_MAX, &advertise_count);
+	if (rc != 0) {
+		snprintf(err, err_len, "cannot find addresses to advertise: %s",
+		         strerror(-rc));
+		goto fail;
+	}
+	ncfg.advertise_count = (uint8_t)advertise_count;
+	log_advertised(ncfg.advertise, advertise_count);
 	rc = fm_node_new(&ncfg, &io, fmd_now_ms(d), &d->node);
 	sodium_memzero(&ncfg, sizeof(ncfg));
 	if (rc != 0) {
 		snprintf(err, err_len, "cannot create node: %s", strerror(-rc));
 		goto fail;
 	}
+	d->net = net;
+	/* Stored peers first, so a known peer is dialled by its record's
+	 * addresses before a contact for the same place is added. */
+	rc = fmd_peers_restore(d);
+	if (rc < 0)
+		fmd_log(FM_LOG_WARN, "net", "cannot read stored peers: %s",
+		        strerror(-rc));
+	fmd_contacts_add(d);
 	uv_timer_init(d->loop, &net->timer);
 	net->timer.data = net;
 	net->timer_open = 1;
@@ -631,6 +1303,8 @@ void fmd_net_stop(fmd_net *net)
 	close_handle((uv_handle_t *)&net->timer, &net->timer_open);
 	fm_node_free(net->d->node);
 	net->d->node = NULL;
+	if (net->d->net == net)
+		net->d->net = NULL;
 	if (net->handles_closing == 0)
 		free(net);
 }

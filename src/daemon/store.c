@@ -5,6 +5,7 @@
 #include "daemon/store.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,18 @@ static const char *const migrations[] = {
         " first_seen_unix_ms INTEGER NOT NULL DEFAULT 0;"
         "UPDATE peers SET first_seen_unix_ms = last_seen_unix_ms;"
         "CREATE INDEX peers_state_idx ON peers(state);",
+        /* 3: what the session layer keeps per peer: its signed record, as
+         * fm_record_encode() wrote it (NULL while unknown), and the
+         * reputation counters, so that a restart neither forgets where a
+         * peer is nor launders how it behaved. */
+        "ALTER TABLE peers ADD COLUMN record BLOB;"
+        "ALTER TABLE peers ADD COLUMN invalid REAL NOT NULL DEFAULT 0;"
+        "ALTER TABLE peers ADD COLUMN failures REAL NOT NULL DEFAULT 0;"
+        "ALTER TABLE peers ADD COLUMN timeouts REAL NOT NULL DEFAULT 0;"
+        "ALTER TABLE peers ADD COLUMN successes REAL NOT NULL DEFAULT 0;"
+        "ALTER TABLE peers ADD COLUMN bans INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE peers ADD COLUMN"
+        " ban_remaining_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define FMD_STORE_SCHEMA_LATEST \
@@ -81,6 +94,36 @@ static const char peer_upsert_v2_sql[] =
         " last_error = excluded.last_error,"
         " first_seen_unix_ms = CASE WHEN peers.first_seen_unix_ms = 0"
         " THEN excluded.last_seen_unix_ms ELSE peers.first_seen_unix_ms END";
+
+/* Version 3 adds the record and the reputation counters. */
+static const char peer_upsert_v3_sql[] =
+        "INSERT INTO peers (node_id, addresses, source, state, rtt_ms, score,"
+        " last_seen_unix_ms, last_error, first_seen_unix_ms, record,"
+        " invalid, failures, timeouts, successes, bans, ban_remaining_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7, ?9, ?10, ?11, ?12,"
+        " ?13, ?14, ?15)"
+        " ON CONFLICT (node_id) DO UPDATE SET"
+        " addresses = excluded.addresses, source = excluded.source,"
+        " state = excluded.state, rtt_ms = excluded.rtt_ms,"
+        " score = excluded.score,"
+        " last_seen_unix_ms = excluded.last_seen_unix_ms,"
+        " last_error = excluded.last_error,"
+        " first_seen_unix_ms = CASE WHEN peers.first_seen_unix_ms = 0"
+        " THEN excluded.last_seen_unix_ms ELSE peers.first_seen_unix_ms END,"
+        " record = excluded.record, invalid = excluded.invalid,"
+        " failures = excluded.failures, timeouts = excluded.timeouts,"
+        " successes = excluded.successes, bans = excluded.bans,"
+        " ban_remaining_ms = excluded.ban_remaining_ms";
+
+static const char peers_select_v1_sql[] =
+        "SELECT node_id, addresses, source, state, rtt_ms, score,"
+        " last_seen_unix_ms, last_error FROM peers ORDER BY node_id";
+
+static const char peers_select_v3_sql[] =
+        "SELECT node_id, addresses, source, state, rtt_ms, score,"
+        " last_seen_unix_ms, last_error, record, invalid, failures,"
+        " timeouts, successes, bans, ban_remaining_ms"
+        " FROM peers ORDER BY node_id";
 
 static int errno_from_sqlite(int rc)
 {
@@ -527,6 +570,43 @@ int fmd_store_setting_set(fmd_store *store, const char *key, const char *value)
 	return rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc);
 }
 
+/* sqlite stores NaN as NULL, which the NOT NULL columns refuse: a counter
+ * that is not a number is taken as 0, the neutral value. */
+static double finite_or_zero(double v)
+{
+	return isfinite(v) ? v : 0.0;
+}
+
+/* Parameters 9..15 of peer_upsert_v3_sql. */
+static int bind_record_and_reputation(sqlite3_stmt *stmt,
+                                      const fmd_peer_row *row)
+{
+	const fmd_peer_reputation *rep = &row->reputation;
+	int rc;
+
+	rc = row->record_len == 0
+	             ? sqlite3_bind_null(stmt, 9)
+	             : sqlite3_bind_blob(stmt, 9, row->record,
+	                                 (int)row->record_len, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(stmt, 10,
+		                         finite_or_zero(rep->invalid));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(stmt, 11,
+		                         finite_or_zero(rep->failures));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(stmt, 12,
+		                         finite_or_zero(rep->timeouts));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_double(stmt, 13,
+		                         finite_or_zero(rep->successes));
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(stmt, 14, rep->bans);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(stmt, 15, rep->ban_remaining_ms);
+	return errno_from_sqlite(rc);
+}
+
 int fmd_store_peer_upsert(fmd_store *store, const fmd_peer_row *row)
 {
 	sqlite3_stmt *stmt = NULL;
@@ -542,7 +622,16 @@ int fmd_store_peer_upsert(fmd_store *store, const fmd_peer_row *row)
 		ret = -EINVAL;
 		goto cleanup;
 	}
-	sql = store->version >= 2 ? peer_upsert_v2_sql : peer_upsert_v1_sql;
+	if (row->record_len > sizeof(row->record)) {
+		ret = -EINVAL;
+		goto cleanup;
+	}
+	if (store->version >= 3)
+		sql = peer_upsert_v3_sql;
+	else if (store->version == 2)
+		sql = peer_upsert_v2_sql;
+	else
+		sql = peer_upsert_v1_sql;
 	rc = sqlite3_prepare_v2(store->db, sql, -1, &stmt, NULL);
 	if (rc != SQLITE_OK) {
 		ret = errno_from_sqlite(rc);
@@ -573,6 +662,11 @@ int fmd_store_peer_upsert(fmd_store *store, const fmd_peer_row *row)
 	ret = bind_field(stmt, 8, row->last_error, sizeof(row->last_error));
 	if (ret < 0)
 		goto cleanup;
+	if (store->version >= 3) {
+		ret = bind_record_and_reputation(stmt, row);
+		if (ret < 0)
+			goto cleanup;
+	}
 	rc = sqlite3_step(stmt);
 	ret = rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc);
 cleanup:
@@ -606,6 +700,29 @@ cleanup:
 	return ret;
 }
 
+/* Like column_text_copy() for a BLOB; NULL gives 0 bytes. */
+static int column_blob_copy(sqlite3 *db, sqlite3_stmt *stmt, int col,
+                            uint8_t *dst, size_t dst_len, size_t *len_out)
+{
+	const void *blob;
+	size_t len;
+
+	*len_out = 0;
+	if (sqlite3_column_type(stmt, col) == SQLITE_NULL)
+		return 0;
+	blob = sqlite3_column_blob(stmt, col);
+	len = (size_t)sqlite3_column_bytes(stmt, col);
+	if (len == 0)
+		return 0;
+	if (!blob)
+		return errno_from_sqlite(sqlite3_errcode(db));
+	if (len > dst_len)
+		return -ENOSPC;
+	memcpy(dst, blob, len);
+	*len_out = len;
+	return 0;
+}
+
 static int peer_row_read(sqlite3 *db, sqlite3_stmt *stmt, fmd_peer_row *row)
 {
 	int ret;
@@ -633,6 +750,18 @@ static int peer_row_read(sqlite3 *db, sqlite3_stmt *stmt, fmd_peer_row *row)
 	                      : sqlite3_column_double(stmt, 4);
 	row->score = sqlite3_column_double(stmt, 5);
 	row->last_seen_unix_ms = sqlite3_column_int64(stmt, 6);
+	if (sqlite3_column_count(stmt) <= 8)
+		return 0;
+	ret = column_blob_copy(db, stmt, 8, row->record, sizeof(row->record),
+	                       &row->record_len);
+	if (ret < 0)
+		return ret;
+	row->reputation.invalid = sqlite3_column_double(stmt, 9);
+	row->reputation.failures = sqlite3_column_double(stmt, 10);
+	row->reputation.timeouts = sqlite3_column_double(stmt, 11);
+	row->reputation.successes = sqlite3_column_double(stmt, 12);
+	row->reputation.bans = sqlite3_column_int64(stmt, 13);
+	row->reputation.ban_remaining_ms = sqlite3_column_int64(stmt, 14);
 	return 0;
 }
 
@@ -648,9 +777,8 @@ int fmd_store_peers_foreach(fmd_store *store,
 	if (!store || !cb)
 		return -EINVAL;
 	rc = sqlite3_prepare_v2(store->db,
-	                        "SELECT node_id, addresses, source, state,"
-	                        " rtt_ms, score, last_seen_unix_ms, last_error"
-	                        " FROM peers ORDER BY node_id",
+	                        store->version >= 3 ? peers_select_v3_sql
+	                                            : peers_select_v1_sql,
 	                        -1, &stmt, NULL);
 	if (rc != SQLITE_OK) {
 		ret = errno_from_sqlite(rc);
@@ -668,6 +796,13 @@ int fmd_store_peers_foreach(fmd_store *store,
 cleanup:
 	sqlite3_finalize(stmt);
 	return ret;
+}
+
+int fmd_store_peers_clear(fmd_store *store)
+{
+	if (!store)
+		return -EINVAL;
+	return exec_sql(store->db, "DELETE FROM peers", NULL, 0);
 }
 
 int fmd_store_peer_count(fmd_store *store)

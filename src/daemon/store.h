@@ -40,6 +40,19 @@ int fmd_store_setting_set(fmd_store *store, const char *key, const char *value);
 
 #define FMD_PEER_ADDRESSES_MAX 1024 /* bytes of the JSON address list */
 #define FMD_PEER_ERROR_MAX 256
+/* Bytes of an encoded signed node record (FM_RECORD_MAX_BYTES). */
+#define FMD_PEER_RECORD_MAX 1024
+
+/* The reputation counters of a peer, kept so that a restart does not
+ * launder a bad peer (schema version 3; zero in older databases). */
+typedef struct fmd_peer_reputation {
+	double invalid;
+	double failures;
+	double timeouts;
+	double successes;
+	int64_t bans;
+	int64_t ban_remaining_ms; /* 0 when not banned */
+} fmd_peer_reputation;
 
 /* One row of the peer table. addresses_json is a JSON array of objects
  * {"addr":"1.2.3.4:7420","source":"bootstrap"}. */
@@ -52,10 +65,17 @@ typedef struct fmd_peer_row {
 	double score;              /* reputation */
 	int64_t last_seen_unix_ms; /* 0 = never */
 	char last_error[FMD_PEER_ERROR_MAX];
+	/* The peer's signed record as fm_record_encode() wrote it; 0 bytes
+	 * when none is known (stored as NULL). */
+	uint8_t record[FMD_PEER_RECORD_MAX];
+	size_t record_len;
+	fmd_peer_reputation reputation;
 } fmd_peer_row;
 
 int fmd_store_peer_upsert(fmd_store *store, const fmd_peer_row *row);
 int fmd_store_peer_delete(fmd_store *store, const char *node_id);
+/* Deletes every peer (joining another federation). */
+int fmd_store_peers_clear(fmd_store *store);
 /* Calls cb for each peer ordered by node_id; a non-zero return from cb
  * stops the walk and is returned. */
 int fmd_store_peers_foreach(fmd_store *store,

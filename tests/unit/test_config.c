@@ -279,6 +279,85 @@ static void test_actions_and_print_round_trip(void **state)
 	assert_int_equal(again.log_level, cfg.log_level);
 }
 
+/* --advertise: repeatable, flags replace the file's list, only dialable
+ * addresses; --join: a flag only, never printed (it carries the key). */
+static void test_advertise_and_join(void **state)
+{
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128];
+	char err[256];
+	char printed[4096];
+	char text[2048] = "[node]\n";
+	fmd_config cfg;
+	FILE *fp;
+	size_t n;
+	int i;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/adv.conf", tmpdir);
+	write_text(path, "[node]\nadvertise = 192.0.2.1:7420\n"
+	                 "advertise = [2001:db8::1]:7420\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 0);
+	assert_int_equal(cfg.advertise_count, 2);
+	assert_string_equal(cfg.advertise[1], "[2001:db8::1]:7420");
+	assert_string_equal(cfg.join, "");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, "--advertise", "198.51.100.9:1",
+	                         "--join", "fedmesh1secret", NULL),
+	                 0);
+	assert_int_equal(cfg.advertise_count, 1);
+	assert_string_equal(cfg.advertise[0], "198.51.100.9:1");
+	assert_string_equal(cfg.join, "fedmesh1secret");
+
+	fp = fmemopen(printed, sizeof(printed), "w");
+	assert_non_null(fp);
+	fmd_config_print(&cfg, fp);
+	n = (size_t)ftell(fp);
+	fclose(fp);
+	printed[n < sizeof(printed) ? n : sizeof(printed) - 1] = '\0';
+	assert_non_null(strstr(printed, "advertise = 198.51.100.9:1\n"));
+	assert_null(strstr(printed, "secret"));
+	assert_null(strstr(printed, "join"));
+
+	/* Not addresses a peer can dial. */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--advertise", "0.0.0.0:7420", NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "0.0.0.0:7420"));
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--advertise", "[::]:7420", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--advertise", "192.0.2.1:0", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--advertise", "host.example:7420", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--join", "", NULL),
+	                 -EINVAL);
+
+	/* The invite is no config-file key. */
+	snprintf(path, sizeof(path), "%s/join.conf", tmpdir);
+	write_text(path, "[node]\njoin = fedmesh1abc\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "unknown option"));
+
+	for (i = 0; i <= FMD_ADVERTISE_MAX; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		         "advertise = 10.0.0.%d:7420\n", i + 1);
+	snprintf(path, sizeof(path), "%s/many-adv.conf", tmpdir);
+	write_text(path, text);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -E2BIG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +367,7 @@ int main(void)
 	        cmocka_unit_test(test_errors),
 	        cmocka_unit_test(test_bootstrap_limit),
 	        cmocka_unit_test(test_actions_and_print_round_trip),
+	        cmocka_unit_test(test_advertise_and_join),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

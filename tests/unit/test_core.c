@@ -196,6 +196,7 @@ static int node_setup(void **state)
 	fm_node *node = NULL;
 
 	memset(f, 0, sizeof(*f));
+	memset(&cfg, 0, sizeof(cfg));
 	memset(&io, 0, sizeof(io));
 	io.ctx = f;
 	io.send_datagram = fake_send;
@@ -235,6 +236,7 @@ static void test_node_new_requires_ops(void **state)
 
 	(void)state;
 	memset(&io, 0, sizeof(io));
+	memset(&cfg, 0, sizeof(cfg));
 	make_identity(&cfg.identity, 1);
 	assert_int_equal(fm_node_new(&cfg, &io, 0, &node), -EINVAL);
 	assert_null(node);

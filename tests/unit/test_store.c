@@ -470,6 +470,146 @@ static void test_migration_from_v1(void **state)
 	assert_null(store);
 }
 
+/* Schema 3: the signed record as a BLOB (NUL bytes and all) and the
+ * reputation counters, so a restart keeps both. */
+static void test_record_and_reputation(void **state)
+{
+	char path[TEST_PATH_MAX];
+	struct collected c;
+	fmd_peer_row row;
+	fmd_store *store;
+	sqlite3 *raw;
+	size_t i;
+
+	(void)state;
+	assert_true(fmd_store_schema_latest() >= 3);
+	db_path(path, "record.db");
+	store = open_ok(path);
+
+	make_row(&row, "aa", 3.0, 100);
+	for (i = 0; i < 300; i++)
+		row.record[i] = (uint8_t)(i * 7);
+	row.record[5] = 0;
+	row.record_len = 300;
+	row.reputation.invalid = 1.25;
+	row.reputation.failures = 2.5;
+	row.reputation.timeouts = 0.75;
+	row.reputation.successes = 10.0;
+	row.reputation.bans = 3;
+	row.reputation.ban_remaining_ms = 120000;
+	assert_int_equal(fmd_store_peer_upsert(store, &row), 0);
+	/* No record yet, and counters that are not numbers. */
+	make_row(&row, "bb", -1.0, 0);
+	row.reputation.failures = NAN;
+	row.reputation.successes = INFINITY;
+	assert_int_equal(fmd_store_peer_upsert(store, &row), 0);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(fmd_store_peers_foreach(store, collect_cb, &c), 0);
+	assert_int_equal(c.count, 2);
+	assert_int_equal(c.rows[0].record_len, 300);
+	for (i = 0; i < 300; i++)
+		assert_int_equal(c.rows[0].record[i],
+		                 i == 5 ? 0 : (uint8_t)(i * 7));
+	assert_true(c.rows[0].reputation.invalid == 1.25);
+	assert_true(c.rows[0].reputation.failures == 2.5);
+	assert_true(c.rows[0].reputation.timeouts == 0.75);
+	assert_true(c.rows[0].reputation.successes == 10.0);
+	assert_int_equal(c.rows[0].reputation.bans, 3);
+	assert_int_equal(c.rows[0].reputation.ban_remaining_ms, 120000);
+	assert_int_equal(c.rows[1].record_len, 0);
+	assert_true(c.rows[1].reputation.failures == 0.0);
+	assert_true(c.rows[1].reputation.successes == 0.0);
+
+	raw = raw_open(path);
+	assert_int_equal(raw_int(raw, "SELECT record IS NULL FROM peers "
+	                              "WHERE node_id = 'bb'"),
+	                 1);
+	assert_int_equal(raw_int(raw, "SELECT length(record) FROM peers "
+	                              "WHERE node_id = 'aa'"),
+	                 300);
+	assert_int_equal(raw_int(raw, "SELECT typeof(record) = 'blob' FROM "
+	                              "peers WHERE node_id = 'aa'"),
+	                 1);
+	sqlite3_close(raw);
+
+	/* An update replaces the record and the counters. */
+	make_row(&row, "aa", 3.0, 200);
+	row.record[0] = 0x42;
+	row.record_len = 1;
+	row.reputation.bans = 4;
+	assert_int_equal(fmd_store_peer_upsert(store, &row), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(fmd_store_peers_foreach(store, collect_cb, &c), 0);
+	assert_int_equal(c.rows[0].record_len, 1);
+	assert_int_equal(c.rows[0].record[0], 0x42);
+	assert_int_equal(c.rows[0].reputation.bans, 4);
+	assert_true(c.rows[0].reputation.invalid == 0.0);
+
+	/* A length past the buffer is refused, not read past. */
+	row.record_len = sizeof(row.record) + 1;
+	assert_int_equal(fmd_store_peer_upsert(store, &row), -EINVAL);
+
+	/* Joining another federation clears the table. */
+	assert_int_equal(fmd_store_peers_clear(store), 0);
+	assert_int_equal(fmd_store_peer_count(store), 0);
+	assert_int_equal(fmd_store_peers_clear(NULL), -EINVAL);
+	assert_int_equal(fmd_store_integrity_check(store), 0);
+	fmd_store_close(store);
+}
+
+static void test_migration_from_v2(void **state)
+{
+	char path[TEST_PATH_MAX];
+	char err[TEST_ERR_MAX];
+	struct collected c;
+	fmd_peer_row row;
+	fmd_store *store = NULL;
+	sqlite3_stmt *stmt = NULL;
+	sqlite3 *raw;
+
+	(void)state;
+	db_path(path, "migrate2.db");
+	assert_int_equal(fmd_store_open_at(path, 2, &store, err, sizeof(err)),
+	                 0);
+	make_row(&row, "v2-peer", 8.0, 4321);
+	/* Schema 2 has nowhere to put these: they are ignored. */
+	row.record_len = 3;
+	row.reputation.bans = 9;
+	assert_int_equal(fmd_store_peer_upsert(store, &row), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(fmd_store_peers_foreach(store, collect_cb, &c), 0);
+	assert_int_equal(c.count, 1);
+	assert_int_equal(c.rows[0].record_len, 0);
+	assert_int_equal(c.rows[0].reputation.bans, 0);
+	fmd_store_close(store);
+
+	raw = raw_open(path);
+	assert_int_equal(raw_int(raw, "PRAGMA user_version"), 2);
+	assert_int_not_equal(sqlite3_prepare_v2(raw, "SELECT record FROM peers",
+	                                        -1, &stmt, NULL),
+	                     SQLITE_OK);
+	sqlite3_finalize(stmt);
+	sqlite3_close(raw);
+
+	store = open_ok(path);
+	assert_int_equal(fmd_store_schema_version(store),
+	                 fmd_store_schema_latest());
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(fmd_store_peers_foreach(store, collect_cb, &c), 0);
+	assert_int_equal(c.count, 1);
+	assert_string_equal(c.rows[0].node_id, "v2-peer");
+	assert_int_equal(c.rows[0].last_seen_unix_ms, 4321);
+	/* A neutral prior for what was never counted. */
+	assert_int_equal(c.rows[0].record_len, 0);
+	assert_true(c.rows[0].reputation.invalid == 0.0);
+	assert_true(c.rows[0].reputation.successes == 0.0);
+	assert_int_equal(c.rows[0].reputation.bans, 0);
+	assert_int_equal(c.rows[0].reputation.ban_remaining_ms, 0);
+	assert_int_equal(fmd_store_integrity_check(store), 0);
+	fmd_store_close(store);
+}
+
 static void test_newer_schema_refused(void **state)
 {
 	char path[TEST_PATH_MAX];
@@ -669,6 +809,8 @@ int main(void)
 	        cmocka_unit_test(test_peers),
 	        cmocka_unit_test(test_first_seen_kept),
 	        cmocka_unit_test(test_migration_from_v1),
+	        cmocka_unit_test(test_record_and_reputation),
+	        cmocka_unit_test(test_migration_from_v2),
 	        cmocka_unit_test(test_newer_schema_refused),
 	        cmocka_unit_test(test_not_a_database),
 	        cmocka_unit_test(test_integrity_check_index_mismatch),
