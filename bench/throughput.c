@@ -118,7 +118,8 @@ static size_t next_chunk(const struct sender *s, size_t max)
 static void *sender_main(void *arg)
 {
 	struct sender *s = arg;
-	static uint8_t plain[FM__NOISE_MAX_PLAINTEXT];
+	/* Raw writes all of it; the session sends its first 65,519 bytes. */
+	static uint8_t plain[RAW_CHUNK];
 	static uint8_t frame[FRAME_CAP];
 	size_t n;
 

@@ -144,6 +144,28 @@ int fm_record_decode(const uint8_t *buf, size_t len, fm_record *out);
 /* 1 when a is a record of the same node with a higher seq than b. */
 int fm_record_supersedes(const fm_record *a, const fm_record *b);
 
+/* ---- local discovery (mDNS / DNS-SD and the beacon) ------------------------
+ */
+
+#define FM_MDNS_SERVICE "_fedmesh._udp.local"
+#define FM_MDNS_PORT 5353
+#define FM_IFACES_MAX 16
+#define FM_IFACE_NAME_MAX 15
+#define FM_IFACE_ADDRS_MAX 8
+#define FM_HOSTNAME_MAX 63
+
+/* A network interface the driver found suitable (up, multicast, not
+ * excluded). Addresses carry port 0. */
+typedef struct fm_iface {
+	uint32_t index;
+	char name[FM_IFACE_NAME_MAX + 1];
+	fm_addr addrs[FM_IFACE_ADDRS_MAX];
+	uint8_t addr_count;
+	/* IPv4 broadcast addresses, for the beacon */
+	fm_addr broadcast[FM_IFACE_ADDRS_MAX];
+	uint8_t broadcast_count;
+} fm_iface;
+
 /* ---- peers and reputation ------------------------------------------------ */
 
 /* Where an address came from. */
@@ -247,6 +269,11 @@ typedef struct fm_io {
 	 * reconnects and keeps reputations. Optional. */
 	void (*peer_changed)(void *ctx, const struct fm_peer_info *peer,
 	                     int forgotten);
+	/* Send an mDNS packet out of interface ifindex: to the group
+	 * (224.0.0.251:5353 or [ff02::fb]:5353) or, for unicast replies, to
+	 * one address. Optional: without it the node does no mDNS. */
+	int (*send_mdns)(void *ctx, uint32_t ifindex, const fm_addr *to,
+	                 const uint8_t *buf, size_t len);
 } fm_io;
 
 /* ---- the node ------------------------------------------------------------ */
@@ -266,6 +293,12 @@ typedef struct fm_node_config {
 	fm_service services[FM_NODE_SERVICES_MAX];
 	uint8_t service_count;
 	uint32_t capacity;
+	/* Local discovery. peer_port is the TCP port sessions listen on (SRV
+	 * records, beacons); hostname is this host's name without ".local". */
+	uint8_t mdns_enabled;
+	uint8_t beacon_enabled;
+	uint16_t peer_port;
+	char hostname[FM_HOSTNAME_MAX + 1];
 } fm_node_config;
 
 /* Why an inbound datagram was not accepted; one counter each. */
@@ -307,6 +340,14 @@ typedef struct fm_node_stats {
 	uint64_t rekeys;
 	uint64_t records_accepted;
 	uint64_t peers_banned;
+	uint64_t mdns_received;
+	uint64_t mdns_sent;
+	uint64_t mdns_malformed;
+	uint64_t beacons_sent;
+	uint64_t beacons_received;
+	uint64_t beacons_invalid;
+	uint64_t peers_discovered; /* members found by mDNS or beacon */
+	uint64_t foreign_seen;     /* fedmesh nodes of other federations */
 } fm_node_stats;
 
 typedef struct fm_node_status {
@@ -362,6 +403,17 @@ size_t fm_node_peer_count(const fm_node *node);
 int fm_node_peer_get(const fm_node *node, size_t index, fm_peer_info *out);
 /* This node's current signed record. */
 void fm_node_get_record(const fm_node *node, fm_record *out);
+
+/* Interfaces for local discovery. update adds or changes one (the node
+ * probes, announces and queries on it); remove forgets it. */
+int fm_node_iface_update(fm_node *node, uint64_t now_ms, const fm_iface *iface);
+void fm_node_iface_remove(fm_node *node, uint64_t now_ms, uint32_t ifindex);
+/* An mDNS packet arrived on interface ifindex. Untrusted input. */
+void fm_node_recv_mdns(fm_node *node, uint64_t now_ms, uint32_t ifindex,
+                       const fm_addr *from, const uint8_t *buf, size_t len);
+/* Orderly shutdown: mDNS goodbyes (TTL 0) on every interface, CLOSE on
+ * every session. The node stays valid; free it afterwards. */
+void fm_node_shutdown(fm_node *node, uint64_t now_ms);
 
 /* Version of the core, "MAJOR.MINOR.PATCH". */
 const char *fm_version(void);

@@ -1543,10 +1543,16 @@ static void peer_row_format(json_t *peer, time_t now, peer_row *row)
 	value_text(json_object_get(peer, "state"), row->cell[PEER_COL_STATE],
 	           sizeof(row->cell[PEER_COL_STATE]), FM_CLI_CELL_MAX_COLS);
 
+	/* Loopback and LAN peers answer in well under a millisecond: keep
+	 * two significant digits there rather than print 0.0ms. */
 	v = json_object_get(peer, "rtt_ms");
 	if (json_is_number(v) && json_number_value(v) >= 1e5)
 		snprintf(row->cell[PEER_COL_RTT],
 		         sizeof(row->cell[PEER_COL_RTT]), "%.4gms",
+		         json_number_value(v));
+	else if (json_is_number(v) && json_number_value(v) < 1.0)
+		snprintf(row->cell[PEER_COL_RTT],
+		         sizeof(row->cell[PEER_COL_RTT]), "%.2fms",
 		         json_number_value(v));
 	else if (json_is_number(v))
 		snprintf(row->cell[PEER_COL_RTT],

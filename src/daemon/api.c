@@ -466,9 +466,11 @@ static json_t *api_peer_json(const fmd *d, const fm_peer_info *p)
 	        p->last_seen_ms != 0 &&
 	        api_format_time(fmd_unix_from_node_ms(d, p->last_seen_ms),
 	                        last_seen, sizeof(last_seen)) == 0;
-	/* Negative means never measured; NaN would not serialise. */
+	/* Negative means never measured; NaN would not serialise. Rounded
+	 * to what is meaningful (microseconds, 1e-4 of a score) so that
+	 * clients do not print 17 digits of EWMA noise. */
 	if (p->rtt_ms >= 0 && isfinite(p->rtt_ms))
-		rtt = json_real(p->rtt_ms);
+		rtt = json_real(round(p->rtt_ms * 1000.0) / 1000.0);
 	addresses = api_peer_addresses(p);
 	if (addresses == NULL) {
 		json_decref(rtt);
@@ -479,8 +481,9 @@ static json_t *api_peer_json(const fmd *d, const fm_peer_info *p)
 	        node_id, "addresses", addresses, "source",
 	        fm_addr_source_name((enum fm_addr_source)p->source), "state",
 	        fm_peer_state_name((enum fm_peer_state)p->state), "rtt_ms", rtt,
-	        "score", isfinite(p->score) ? p->score : 0.0, "last_seen",
-	        have_last_seen ? last_seen : NULL, "last_error",
+	        "score",
+	        isfinite(p->score) ? round(p->score * 10000.0) / 10000.0 : 0.0,
+	        "last_seen", have_last_seen ? last_seen : NULL, "last_error",
 	        last_error[0] != '\0' ? last_error : NULL);
 	services = api_peer_services(p);
 	if (peer != NULL && services != NULL &&
