@@ -102,6 +102,8 @@ struct fm__peer {
 	uint64_t rep_updated_ms; /* when the counters were last decayed */
 };
 
+struct fm__disc; /* local discovery, mdns.h */
+
 struct fm_node {
 	fm_io io;
 	fm_identity identity;
@@ -119,6 +121,8 @@ struct fm_node {
 	struct fm__peer *peers;
 	size_t peer_count;
 	size_t peer_cap;
+	struct fm__disc *disc; /* NULL when mDNS and the beacon are off */
+	uint8_t shut_down;     /* fm_node_shutdown() ran */
 	fm_node_stats stats;
 };
 
@@ -132,7 +136,7 @@ void fm__session_set_federation(fm_node *node);
 int fm__session_dial(fm_node *node, uint64_t now_ms, int peer);
 void fm__session_close(fm_node *node, uint64_t now_ms, int index,
                        enum fm_session_error why, int notify_driver);
-void fm__session_close_all(fm_node *node, uint64_t now_ms);
+void fm__session_close_all(fm_node *node, uint64_t now_ms, const char *reason);
 uint64_t fm__session_tick(fm_node *node, uint64_t now_ms);
 void fm__sessions_free(fm_node *node);
 

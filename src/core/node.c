@@ -1,9 +1,9 @@
 /* struct fm_node: the state of one fedmesh node and the entry points the
  * drivers call with explicit time. The node owns its identity, its signed
- * record, its sessions (session.c) and its peer table (peer.c); the DHT,
- * discovery and jobs hang off it as they land. No datagram protocol exists
- * yet, so every datagram is dropped and counted: non-members get silence,
- * and so, for now, do members. */
+ * record, its sessions (session.c), its peer table (peer.c) and local
+ * discovery (mdns.c, beacon.c); the DHT and jobs hang off it as they land.
+ * The only datagram is the discovery beacon; every other datagram is
+ * dropped and counted: non-members get silence. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "mdns.h"
 
 #define FM__VERSION "0.1.0"
 
@@ -79,12 +80,14 @@ int fm_node_new(const fm_node_config *cfg, const fm_io *io, uint64_t now_ms,
 		rc = fm__session_keys_init(node);
 	if (rc == 0)
 		rc = build_record(node, cfg);
+	node->started_ms = now_ms;
+	node->last_now_ms = now_ms;
+	if (rc == 0)
+		rc = fm__disc_new(node, cfg);
 	if (rc != 0) {
 		fm_node_free(node);
 		return rc;
 	}
-	node->started_ms = now_ms;
-	node->last_now_ms = now_ms;
 	*out = node;
 	return 0;
 }
@@ -94,6 +97,7 @@ void fm_node_free(fm_node *node)
 	if (node == NULL)
 		return;
 	fm__sessions_free(node);
+	fm__disc_free(node);
 	free(node->peers);
 	sodium_memzero(node->x25519_secret, sizeof(node->x25519_secret));
 	sodium_memzero(node->federation_key, sizeof(node->federation_key));
@@ -107,10 +111,11 @@ void fm_node_set_federation(fm_node *node, uint64_t now_ms,
 {
 	if (now_ms > node->last_now_ms)
 		node->last_now_ms = now_ms;
-	fm__session_close_all(node, now_ms);
+	fm__session_close_all(node, now_ms, "federation changed");
 	fm__peer_forget_all(node);
 	memcpy(node->federation_key, key, FM_FEDERATION_KEY_BYTES);
 	fm__session_set_federation(node);
+	fm__disc_set_federation(node, node->last_now_ms);
 	fm__log(node, FM_LOG_INFO, "node", "switched federation");
 }
 
@@ -130,32 +135,79 @@ static void advance_clock(fm_node *node, uint64_t now_ms)
 void fm_node_recv_datagram(fm_node *node, uint64_t now_ms, const fm_addr *from,
                            const uint8_t *buf, size_t len)
 {
-	(void)from;
-	(void)buf;
 	advance_clock(node, now_ms);
 	node->stats.datagrams_received++;
 	if (len > FM_DATAGRAM_MAX_BYTES) {
 		node->stats.datagrams_dropped[FM_DROP_OVERSIZE]++;
 		return;
 	}
-	/* No datagram can carry a valid federation seal before the session
-	 * layer exists; drop without answering so outsiders learn nothing. */
+	/* The discovery beacon is sealed with a key derived from the
+	 * federation key; beacon.c counts what fails to open. */
+	if (node->disc != NULL && node->disc->beacon_enabled &&
+	    fm__beacon_is(buf, len)) {
+		fm__beacon_recv(node, node->last_now_ms, from, buf, len);
+		return;
+	}
+	/* No other datagram protocol exists yet: drop without answering so
+	 * outsiders learn nothing. */
 	node->stats.datagrams_dropped[FM_DROP_UNAUTHENTICATED]++;
 }
 
 uint64_t fm_node_tick(fm_node *node, uint64_t now_ms)
 {
-	uint64_t next, peers;
+	uint64_t next, peers, disc;
 
 	advance_clock(node, now_ms);
 	now_ms = node->last_now_ms;
 	node->stats.ticks++;
+	/* After shutdown nothing is dialled or sent again. */
+	if (node->shut_down)
+		return FM_DEADLINE_NONE;
 	next = fm__session_tick(node, now_ms);
+	/* Discovery first: the contacts it adds are dialled just below. */
+	disc = fm__disc_tick(node, now_ms);
+	if (disc < next)
+		next = disc;
 	peers = fm__peer_tick(node, now_ms);
 	/* Dialling may have opened sessions with deadlines of their own. */
 	if (peers < next)
 		next = peers;
 	return next;
+}
+
+int fm_node_iface_update(fm_node *node, uint64_t now_ms, const fm_iface *iface)
+{
+	if (node == NULL)
+		return -EINVAL;
+	advance_clock(node, now_ms);
+	return fm__disc_iface_update(node, node->last_now_ms, iface);
+}
+
+void fm_node_iface_remove(fm_node *node, uint64_t now_ms, uint32_t ifindex)
+{
+	advance_clock(node, now_ms);
+	fm__disc_iface_remove(node, node->last_now_ms, ifindex);
+}
+
+void fm_node_recv_mdns(fm_node *node, uint64_t now_ms, uint32_t ifindex,
+                       const fm_addr *from, const uint8_t *buf, size_t len)
+{
+	advance_clock(node, now_ms);
+	fm__mdns_recv(node, node->last_now_ms, ifindex, from, buf, len);
+}
+
+/* Goodbyes first, while the interfaces can still send, then the sessions.
+ * Closing a session schedules a redial in the peer table; fm_node_tick()
+ * no longer runs the table, so none happens. */
+void fm_node_shutdown(fm_node *node, uint64_t now_ms)
+{
+	if (node == NULL || node->shut_down)
+		return;
+	advance_clock(node, now_ms);
+	fm__disc_shutdown(node, node->last_now_ms);
+	fm__session_close_all(node, node->last_now_ms, "shutdown");
+	node->shut_down = 1;
+	fm__log(node, FM_LOG_INFO, "node", "shut down");
 }
 
 void fm_node_get_status(const fm_node *node, fm_node_status *out)

@@ -19,6 +19,7 @@
  *   FM_SESSION_IDLE_TIMEOUT_MS. */
 #include <errno.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,14 +186,25 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 	}
 }
 
-void fm__session_close_all(fm_node *node, uint64_t now_ms)
+static int send_msg(fm_node *node, struct fm__session *s, const fm__msg *m);
+
+/* Ends every session; open ones are told why with a CLOSE first, so the
+ * peer knows this was orderly and not a network failure. */
+void fm__session_close_all(fm_node *node, uint64_t now_ms, const char *reason)
 {
+	fm__msg m;
 	int i;
 
-	for (i = 0; i < FM_SESSIONS_MAX; i++)
-		if (node->sessions[i] != NULL)
-			fm__session_close(node, now_ms, i, FM_SESS_ERROR_COUNT,
-			                  1);
+	memset(&m, 0, sizeof(m));
+	m.type = FM__MSG_CLOSE;
+	snprintf(m.reason, sizeof(m.reason), "%s", reason);
+	for (i = 0; i < FM_SESSIONS_MAX; i++) {
+		if (node->sessions[i] == NULL)
+			continue;
+		if (node->sessions[i]->state == FM__SESS_OPEN)
+			(void)send_msg(node, node->sessions[i], &m);
+		fm__session_close(node, now_ms, i, FM_SESS_ERROR_COUNT, 1);
+	}
 }
 
 void fm__sessions_free(fm_node *node)

@@ -817,6 +817,29 @@ static void test_dial_self_and_dead_address(void **state)
 	                 -EINVAL);
 }
 
+static void test_shutdown_closes_orderly(void **state)
+{
+	fm_node_stats b;
+	fm_peer_info p;
+	int r;
+
+	(void)state;
+	connect_pair();
+	fm_node_shutdown(N.nodes[0], N.now);
+	run_until(N.now + 100);
+	/* B learns at once, from A's CLOSE, not after an idle timeout */
+	assert_int_equal(connected_peers(1), 0);
+	fm_node_get_stats(N.nodes[1], &b);
+	for (r = 0; r < FM_SESS_ERROR_COUNT; r++)
+		assert_int_equal(b.session_errors[r], 0);
+	get_peer(1, 0, &p);
+	assert_string_equal(p.last_error, "");
+	assert_true(p.reputation.timeouts == 0 && p.reputation.failures == 0);
+	/* a shut-down node neither redials nor wants a tick */
+	assert_true(fm_node_tick(N.nodes[0], N.now + 60000) ==
+	            FM_DEADLINE_NONE);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -839,6 +862,7 @@ int main(void)
 	        T(test_neutral_prior),
 	        T(test_federation_switch),
 	        T(test_dial_self_and_dead_address),
+	        T(test_shutdown_closes_orderly),
 	};
 #undef T
 
