@@ -1,0 +1,495 @@
+/* Scenario files (scenario.h): defaults, the INI keys, and the fit of the
+ * churn distribution to two quantiles. */
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scenario.h"
+
+/* z such that P(N(0,1) < z) = 0.8. */
+#define Z80 0.8416212335729143
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && err_len > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, err_len, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+void fms_scenario_defaults(struct fms_scenario *sc)
+{
+	uint32_t i;
+
+	memset(sc, 0, sizeof(*sc));
+	snprintf(sc->name, sizeof(sc->name), "unnamed");
+	sc->nodes = 100;
+	sc->seed = 1;
+	sc->duration_ms = 5 * 60 * 1000;
+	fms_net_params_default(&sc->net);
+	sc->net.jitter_ms = 2.0;
+	for (i = 0; i < sc->net.region_count; i++)
+		sc->region_weight[i] = 1.0;
+	sc->contacts_min = 1;
+	sc->contacts_max = 3;
+	sc->join_spread_ms = 30 * 1000;
+	sc->split_mode = FMS_SPLIT_HALVES;
+	sc->isolate = 1;
+	sc->check_ms = 1000;
+	sc->session_dist = FMS_DIST_LOGNORMAL;
+	sc->session_median_ms = 2ULL * 3600 * 1000;
+	sc->session_p80_ms = 8ULL * 3600 * 1000;
+	sc->offline_mean_ms = 30ULL * 60 * 1000;
+	sc->mtbf_ms = 6ULL * 3600 * 1000;
+	sc->restart_min_ms = 5 * 1000;
+	sc->restart_max_ms = 60 * 1000;
+	sc->garbage_interval_ms = 1000;
+	sc->garbage_datagram_share = 0.5;
+	sc->garbage_max_bytes = 1600;
+	sc->sample_ms = 10 * 1000;
+}
+
+int fms_parse_duration_ms(const char *text, uint64_t *out)
+{
+	char *end = NULL;
+	double v, scale = 1000.0;
+
+	if (text == NULL || *text == '\0')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(text, &end);
+	if (errno != 0 || end == text || !(v >= 0) || v > 1e15)
+		return -EINVAL;
+	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+		scale = 1000.0;
+	else if (strcmp(end, "ms") == 0)
+		scale = 1.0;
+	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+		scale = 60.0 * 1000;
+	else if (strcmp(end, "h") == 0)
+		scale = 3600.0 * 1000;
+	else if (strcmp(end, "d") == 0)
+		scale = 86400.0 * 1000;
+	else
+		return -EINVAL;
+	*out = (uint64_t)(v * scale + 0.5);
+	return 0;
+}
+
+static int parse_u64(const char *text, uint64_t *out)
+{
+	char *end = NULL;
+	unsigned long long v;
+
+	if (text == NULL || *text == '\0' || *text == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_u32(const char *text, uint32_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (parse_u64(text, &v) != 0 || v > max)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_double(const char *text, double lo, double hi, double *out)
+{
+	char *end = NULL;
+	double v;
+
+	if (text == NULL || *text == '\0')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(text, &end);
+	if (errno != 0 || *end != '\0' || !(v >= lo && v <= hi))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const char *text, int *out)
+{
+	if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 ||
+	    strcmp(text, "1") == 0 || strcmp(text, "on") == 0)
+		*out = 1;
+	else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 ||
+	         strcmp(text, "0") == 0 || strcmp(text, "off") == 0)
+		*out = 0;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/* "us-east:20 eu-west:10": the weights of the listed regions; the others
+ * get none. */
+static int parse_regions(struct fms_scenario *sc, const char *value, char *err,
+                         size_t err_len)
+{
+	char buf[512], *save = NULL, *tok;
+	double w[FMS_NET_REGIONS_MAX] = {0};
+	int any = 0;
+
+	if (strlen(value) >= sizeof(buf))
+		return fail(err, err_len, "regions: list too long");
+	snprintf(buf, sizeof(buf), "%s", value);
+	for (tok = strtok_r(buf, " ,\t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " ,\t", &save)) {
+		char *colon = strchr(tok, ':');
+		double weight = 1.0;
+		int r;
+		if (colon != NULL) {
+			*colon = '\0';
+			if (parse_double(colon + 1, 0, 1e9, &weight) != 0)
+				return fail(err, err_len,
+				            "regions: bad weight for '%s'",
+				            tok);
+		}
+		r = fms_net_region_find(&sc->net, tok);
+		if (r < 0)
+			return fail(err, err_len,
+			            "regions: unknown region '%s'", tok);
+		w[r] = weight;
+		if (weight > 0)
+			any = 1;
+	}
+	if (!any)
+		return fail(err, err_len, "regions: no region with a weight");
+	memcpy(sc->region_weight, w, sizeof(w));
+	return 0;
+}
+
+static int parse_side_a(struct fms_scenario *sc, const char *value, char *err,
+                        size_t err_len)
+{
+	char buf[512], *save = NULL, *tok;
+
+	if (strlen(value) >= sizeof(buf))
+		return fail(err, err_len, "side_a: list too long");
+	snprintf(buf, sizeof(buf), "%s", value);
+	memset(sc->side_a, 0, sizeof(sc->side_a));
+	for (tok = strtok_r(buf, " ,\t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " ,\t", &save)) {
+		int r = fms_net_region_find(&sc->net, tok);
+		if (r < 0)
+			return fail(err, err_len, "side_a: unknown region '%s'",
+			            tok);
+		sc->side_a[r] = 1;
+	}
+	return 0;
+}
+
+/* [rtt] "us-east/eu-west = 85": both directions. */
+static int parse_rtt(struct fms_scenario *sc, const char *key,
+                     const char *value, char *err, size_t err_len)
+{
+	char a[FMS_NET_REGION_NAME_MAX + 1], *slash;
+	double ms;
+	int ra, rb;
+
+	if (strlen(key) >= sizeof(a) * 2)
+		return fail(err, err_len, "rtt: bad key '%s'", key);
+	slash = strchr(key, '/');
+	if (slash == NULL || (size_t)(slash - key) >= sizeof(a))
+		return fail(err, err_len, "rtt: key must be REGION/REGION");
+	memcpy(a, key, (size_t)(slash - key));
+	a[slash - key] = '\0';
+	ra = fms_net_region_find(&sc->net, a);
+	rb = fms_net_region_find(&sc->net, slash + 1);
+	if (ra < 0 || rb < 0)
+		return fail(err, err_len, "rtt: unknown region in '%s'", key);
+	if (parse_double(value, 0, 60000, &ms) != 0)
+		return fail(err, err_len, "rtt: bad value for '%s'", key);
+	sc->net.rtt_ms[ra][rb] = ms;
+	sc->net.rtt_ms[rb][ra] = ms;
+	return 0;
+}
+
+#define IS(s, k) (strcmp(section, s) == 0 && strcmp(key, k) == 0)
+
+static int set_duration(uint64_t *field, const char *value)
+{
+	return fms_parse_duration_ms(value, field);
+}
+
+int fms_scenario_set(struct fms_scenario *sc, const char *section,
+                     const char *key, const char *value, char *err,
+                     size_t err_len)
+{
+	uint64_t ms = 0;
+	int rc = 0;
+
+	if (IS("scenario", "name")) {
+		if (strlen(value) > FMS_SCENARIO_NAME_MAX || *value == '\0')
+			return fail(err, err_len, "name: 1 to %d characters",
+			            FMS_SCENARIO_NAME_MAX);
+		snprintf(sc->name, sizeof(sc->name), "%s", value);
+	} else if (IS("scenario", "description")) {
+		snprintf(sc->description, sizeof(sc->description), "%s", value);
+	} else if (IS("scenario", "nodes")) {
+		rc = parse_u32(value, FMS_NODES_MAX, &sc->nodes);
+		if (rc == 0 && sc->nodes == 0)
+			rc = -EINVAL;
+	} else if (IS("scenario", "seed")) {
+		rc = parse_u64(value, &sc->seed);
+	} else if (IS("scenario", "duration")) {
+		rc = set_duration(&sc->duration_ms, value);
+	} else if (IS("network", "regions")) {
+		return parse_regions(sc, value, err, err_len);
+	} else if (IS("network", "jitter_ms")) {
+		rc = parse_double(value, 0, 10000, &sc->net.jitter_ms);
+	} else if (IS("network", "intra_region_ms")) {
+		double ms_d;
+		uint32_t i;
+		rc = parse_double(value, 0, 10000, &ms_d);
+		for (i = 0; rc == 0 && i < sc->net.region_count; i++)
+			sc->net.rtt_ms[i][i] = ms_d;
+	} else if (IS("network", "loss")) {
+		rc = parse_double(value, 0, 1, &sc->net.loss);
+	} else if (IS("network", "duplicate")) {
+		rc = parse_double(value, 0, 1, &sc->net.duplicate);
+	} else if (IS("network", "reorder")) {
+		rc = parse_double(value, 0, 1, &sc->net.reorder);
+	} else if (IS("network", "reorder_ms")) {
+		rc = parse_double(value, 0, 60000, &sc->net.reorder_ms);
+	} else if (IS("network", "bandwidth_kbps")) {
+		rc = parse_u32(value, UINT32_MAX, &sc->net.bandwidth_kbps);
+	} else if (IS("network", "syn_retries")) {
+		rc = parse_u32(value, 16, &sc->net.syn_retries);
+	} else if (IS("network", "syn_rto")) {
+		rc = set_duration(&ms, value);
+		sc->net.syn_rto_us = ms * 1000;
+	} else if (IS("network", "rto_min")) {
+		rc = set_duration(&ms, value);
+		sc->net.rto_min_us = ms * 1000;
+	} else if (IS("network", "partition_break")) {
+		rc = set_duration(&ms, value);
+		sc->net.partition_break_us = ms * 1000;
+	} else if (strcmp(section, "rtt") == 0) {
+		return parse_rtt(sc, key, value, err, err_len);
+	} else if (IS("bootstrap", "contacts_min")) {
+		rc = parse_u32(value, FMS_BOOT_MAX, &sc->contacts_min);
+	} else if (IS("bootstrap", "contacts_max")) {
+		rc = parse_u32(value, FMS_BOOT_MAX, &sc->contacts_max);
+	} else if (IS("bootstrap", "join_spread")) {
+		rc = set_duration(&sc->join_spread_ms, value);
+	} else if (IS("partition", "enabled")) {
+		rc = parse_bool(value, &sc->partition);
+	} else if (IS("partition", "split_at")) {
+		rc = set_duration(&sc->split_at_ms, value);
+	} else if (IS("partition", "heal_at")) {
+		rc = set_duration(&sc->heal_at_ms, value);
+	} else if (IS("partition", "mode")) {
+		if (strcmp(value, "halves") == 0)
+			sc->split_mode = FMS_SPLIT_HALVES;
+		else if (strcmp(value, "regions") == 0)
+			sc->split_mode = FMS_SPLIT_REGIONS;
+		else if (strcmp(value, "isolate") == 0)
+			sc->split_mode = FMS_SPLIT_ISOLATE;
+		else
+			rc = -EINVAL;
+	} else if (IS("partition", "side_a")) {
+		return parse_side_a(sc, value, err, err_len);
+	} else if (IS("partition", "isolate")) {
+		rc = parse_u32(value, FMS_NODES_MAX, &sc->isolate);
+	} else if (IS("partition", "check_interval")) {
+		rc = set_duration(&sc->check_ms, value);
+	} else if (IS("churn", "enabled")) {
+		rc = parse_bool(value, &sc->churn);
+	} else if (IS("churn", "session")) {
+		if (strcmp(value, "lognormal") == 0)
+			sc->session_dist = FMS_DIST_LOGNORMAL;
+		else if (strcmp(value, "weibull") == 0)
+			sc->session_dist = FMS_DIST_WEIBULL;
+		else if (strcmp(value, "exponential") == 0)
+			sc->session_dist = FMS_DIST_EXPONENTIAL;
+		else
+			rc = -EINVAL;
+	} else if (IS("churn", "session_median")) {
+		rc = set_duration(&sc->session_median_ms, value);
+	} else if (IS("churn", "session_p80")) {
+		rc = set_duration(&sc->session_p80_ms, value);
+	} else if (IS("churn", "offline_mean")) {
+		rc = set_duration(&sc->offline_mean_ms, value);
+	} else if (IS("churn", "graceful")) {
+		rc = parse_double(value, 0, 1, &sc->graceful);
+	} else if (IS("crash", "enabled")) {
+		rc = parse_bool(value, &sc->crash);
+	} else if (IS("crash", "mtbf")) {
+		rc = set_duration(&sc->mtbf_ms, value);
+	} else if (IS("crash", "restart_min")) {
+		rc = set_duration(&sc->restart_min_ms, value);
+	} else if (IS("crash", "restart_max")) {
+		rc = set_duration(&sc->restart_max_ms, value);
+	} else if (IS("garbage", "fraction")) {
+		rc = parse_double(value, 0, 0.9, &sc->garbage_fraction);
+	} else if (IS("garbage", "interval")) {
+		rc = set_duration(&sc->garbage_interval_ms, value);
+	} else if (IS("garbage", "datagram_share")) {
+		rc = parse_double(value, 0, 1, &sc->garbage_datagram_share);
+	} else if (IS("garbage", "max_bytes")) {
+		rc = parse_u32(value, FMS_GARBAGE_BYTES_MAX,
+		               &sc->garbage_max_bytes);
+		if (rc == 0 && sc->garbage_max_bytes == 0)
+			rc = -EINVAL;
+	} else if (IS("output", "sample_interval")) {
+		rc = set_duration(&sc->sample_ms, value);
+	} else {
+		return fail(err, err_len, "unknown key [%s] %s", section, key);
+	}
+	if (rc != 0)
+		return fail(err, err_len, "[%s] %s: invalid value '%s'",
+		            section, key, value);
+	return 0;
+}
+
+struct load_ctx {
+	struct fms_scenario *sc;
+	char *err;
+	size_t err_len;
+	int failed;
+};
+
+static int scenario_ini_line(void *user, const char *section, const char *key,
+                             const char *value)
+{
+	struct load_ctx *c = user;
+
+	if (c->failed)
+		return 0;
+	if (fms_scenario_set(c->sc, section, key, value, c->err, c->err_len) !=
+	    0) {
+		c->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int fms_scenario_load(struct fms_scenario *sc, const char *path, char *err,
+                      size_t err_len)
+{
+	struct load_ctx c = {sc, err, err_len, 0};
+	char msg[256] = "";
+	int line;
+
+	c.err = msg;
+	c.err_len = sizeof(msg);
+	line = ini_parse(path, scenario_ini_line, &c);
+	if (line < 0) {
+		snprintf(err, err_len, "%s: cannot read the file", path);
+		return -ENOENT;
+	}
+	if (line > 0) {
+		if (msg[0] != '\0')
+			snprintf(err, err_len, "%s:%d: %s", path, line, msg);
+		else
+			snprintf(err, err_len, "%s:%d: syntax error", path,
+			         line);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int fms_scenario_check(const struct fms_scenario *sc, char *err, size_t err_len)
+{
+	if (sc->nodes == 0 || sc->nodes > FMS_NODES_MAX)
+		return fail(err, err_len, "nodes must be 1 to %u",
+		            FMS_NODES_MAX);
+	if (sc->duration_ms == 0)
+		return fail(err, err_len, "duration must be positive");
+	if (sc->contacts_min > sc->contacts_max)
+		return fail(err, err_len,
+		            "bootstrap: contacts_min > contacts_max");
+	if (sc->sample_ms == 0)
+		return fail(err, err_len, "output: sample_interval is 0");
+	if (sc->partition) {
+		if (sc->heal_at_ms != 0 && sc->heal_at_ms <= sc->split_at_ms)
+			return fail(err, err_len,
+			            "partition: heal_at must follow split_at");
+		if (sc->check_ms == 0)
+			return fail(err, err_len,
+			            "partition: check_interval is 0");
+	}
+	if (sc->churn && (sc->session_median_ms == 0 ||
+	                  sc->session_p80_ms <= sc->session_median_ms))
+		return fail(err, err_len,
+		            "churn: need 0 < session_median < session_p80");
+	if (sc->churn && sc->offline_mean_ms == 0)
+		return fail(err, err_len, "churn: offline_mean is 0");
+	if (sc->crash &&
+	    (sc->mtbf_ms == 0 || sc->restart_max_ms < sc->restart_min_ms))
+		return fail(err, err_len,
+		            "crash: need mtbf > 0, restart_min <= restart_max");
+	if (sc->garbage_fraction > 0 && sc->garbage_interval_ms == 0)
+		return fail(err, err_len, "garbage: interval is 0");
+	return 0;
+}
+
+void fms_scenario_session_params(const struct fms_scenario *sc, double *p1,
+                                 double *p2)
+{
+	double m = (double)sc->session_median_ms;
+	double q = (double)sc->session_p80_ms;
+
+	switch (sc->session_dist) {
+	case FMS_DIST_WEIBULL:
+		/* F(t) = 1 - exp(-(t/lambda)^k): F(m) = 0.5, F(q) = 0.8. */
+		*p1 = log(log(5.0) / log(2.0)) / log(q / m);
+		*p2 = m / pow(log(2.0), 1.0 / *p1);
+		break;
+	case FMS_DIST_EXPONENTIAL:
+		*p1 = m / log(2.0); /* the median fixes the mean */
+		*p2 = 0;
+		break;
+	case FMS_DIST_LOGNORMAL:
+	default:
+		*p1 = log(m);
+		*p2 = log(q / m) / Z80;
+		break;
+	}
+}
+
+const char *fms_dist_name(enum fms_dist d)
+{
+	switch (d) {
+	case FMS_DIST_WEIBULL:
+		return "weibull";
+	case FMS_DIST_EXPONENTIAL:
+		return "exponential";
+	case FMS_DIST_LOGNORMAL:
+		break;
+	}
+	return "lognormal";
+}
+
+const char *fms_split_name(enum fms_split s)
+{
+	switch (s) {
+	case FMS_SPLIT_REGIONS:
+		return "regions";
+	case FMS_SPLIT_ISOLATE:
+		return "isolate";
+	case FMS_SPLIT_HALVES:
+		break;
+	}
+	return "halves";
+}
