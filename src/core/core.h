@@ -44,6 +44,12 @@
 #define FM_DIAL_BACKOFF_MAX_MS (5 * 60 * 1000)
 /* Restored peers are dialled within this window, not all at once. */
 #define FM_DIAL_RESTORE_SPREAD_MS 1000
+/* After this many dials in a row failed node-wide, the first session that
+ * succeeds means the network is back: peers waiting in backoff are redialled
+ * (spread over FM_DIAL_RESTORE_SPREAD_MS) instead of after up to 5 min. */
+#define FM_DIAL_NETWORK_BACK_FAILURES 3
+/* An RTT change alone is handed to fm_io.peer_changed this rarely. */
+#define FM_PEER_PERSIST_RTT_MS 60000
 
 /* ---- reputation (peer.c; docs/REPUTATION.md) ---------------------------- */
 #define FM_REPUTATION_HALF_LIFE_MS (60ULL * 60 * 1000)
@@ -100,6 +106,7 @@ struct fm__peer {
 	uint64_t next_dial_ms;
 	uint64_t ban_until_ms;
 	uint64_t rep_updated_ms; /* when the counters were last decayed */
+	uint64_t persisted_ms;   /* last fm_io.peer_changed for this entry */
 };
 
 struct fm__disc; /* local discovery, mdns.h */
@@ -121,6 +128,7 @@ struct fm_node {
 	struct fm__peer *peers;
 	size_t peer_count;
 	size_t peer_cap;
+	uint32_t dial_failures_in_row; /* node-wide, reset by a success */
 	struct fm__disc *disc; /* NULL when mDNS and the beacon are off */
 	uint8_t shut_down;     /* fm_node_shutdown() ran */
 	fm_node_stats stats;
@@ -159,6 +167,8 @@ void fm__peer_schedule_dial(fm_node *node, uint64_t now_ms, int index,
                             int failed);
 void fm__peer_record_rtt(struct fm__peer *p, double sample_ms);
 uint64_t fm__peer_tick(fm_node *node, uint64_t now_ms);
+/* Connectivity is back: redial every peer waiting in backoff soon. */
+void fm__peer_network_back(fm_node *node, uint64_t now_ms);
 uint64_t fm__random_u64(const fm_node *node);
 int fm__addr_equal(const fm_addr *a, const fm_addr *b);
 

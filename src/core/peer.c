@@ -240,6 +240,7 @@ void fm__peer_changed(fm_node *node, uint64_t now_ms, int index)
 	struct fm__peer *p = &node->peers[index];
 
 	refresh_public(p, now_ms);
+	p->persisted_ms = now_ms;
 	if (p->id_known && node->io.peer_changed != NULL)
 		node->io.peer_changed(node->io.ctx, &p->info, 0);
 }
@@ -321,8 +322,10 @@ void fm__peer_schedule_dial(fm_node *node, uint64_t now_ms, int index,
 		p->info.state = FM_PEER_IDLE;
 		return;
 	}
-	if (failed)
+	if (failed) {
 		p->dial_failures++;
+		node->dial_failures_in_row++;
+	}
 	for (i = 1; i < p->dial_failures && delay < FM_DIAL_BACKOFF_MAX_MS; i++)
 		delay *= 2;
 	if (delay > FM_DIAL_BACKOFF_MAX_MS)
@@ -331,6 +334,24 @@ void fm__peer_schedule_dial(fm_node *node, uint64_t now_ms, int index,
 	delay = delay * 3 / 4 + fm__random_u64(node) % (delay / 2 + 1);
 	p->next_dial_ms = now_ms + delay;
 	p->info.state = FM_PEER_BACKOFF;
+}
+
+void fm__peer_network_back(fm_node *node, uint64_t now_ms)
+{
+	size_t i;
+
+	for (i = 0; i < node->peer_count; i++) {
+		struct fm__peer *p = &node->peers[i];
+		uint64_t soon;
+		if (p->info.state != FM_PEER_BACKOFF || p->session >= 0)
+			continue;
+		soon = now_ms +
+		       fm__random_u64(node) % FM_DIAL_RESTORE_SPREAD_MS;
+		if (p->next_dial_ms > soon) {
+			p->next_dial_ms = soon;
+			p->dial_failures = 0;
+		}
+	}
 }
 
 uint64_t fm__peer_tick(fm_node *node, uint64_t now_ms)
@@ -356,9 +377,16 @@ uint64_t fm__peer_tick(fm_node *node, uint64_t now_ms)
 		if (p->info.state != FM_PEER_BACKOFF || p->session >= 0)
 			continue;
 		if (now_ms >= p->next_dial_ms) {
-			if (fm__session_dial(node, now_ms, (int)i) != 0)
+			if (fm__session_dial(node, now_ms, (int)i) != 0) {
 				fm__peer_schedule_dial(node, now_ms, (int)i, 1);
-			/* the table may have changed; re-check next tick */
+			} else {
+				/* The new session's handshake deadline: the
+				 * session tick already ran this time. */
+				uint64_t d = now_ms +
+				             FM_SESSION_HANDSHAKE_TIMEOUT_MS;
+				if (d < next)
+					next = d;
+			}
 			if (p->info.state == FM_PEER_BACKOFF &&
 			    p->next_dial_ms < next)
 				next = p->next_dial_ms;

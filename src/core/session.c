@@ -152,6 +152,8 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 	struct fm__session *s = node->sessions[index];
 	int peer = s->peer;
 	int was_open = s->state == FM__SESS_OPEN;
+	/* The stream was connected: a timeout from here on is the peer's. */
+	int was_connected = s->state != FM__SESS_DIALING;
 
 	if (why < FM_SESS_ERROR_COUNT)
 		count_error(node, why);
@@ -167,11 +169,14 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 		else
 			return; /* a duplicate that lost; the peer is fine */
 		if (why < FM_SESS_ERROR_COUNT && why != FM_SESS_DUPLICATE)
-			fm__peer_set_error(p, "%s", error_text(why));
+			fm__peer_set_error(p, "%s",
+			                   was_connected ? error_text(why)
+			                                 : "connect timed out");
 		/* A failure attributable to an authenticated peer costs it
 		 * reputation (which may ban it); a dial that simply did not
-		 * connect only backs off. */
-		if (p->id_known && p->info.state != FM_PEER_BANNED) {
+		 * connect (the peer is offline) only backs off. */
+		if (p->id_known && p->info.state != FM_PEER_BANNED &&
+		    was_connected) {
 			if (why == FM_SESS_HANDSHAKE_TIMEOUT ||
 			    why == FM_SESS_IDLE_TIMEOUT)
 				fm__peer_reputation(node, now_ms, peer,
@@ -461,6 +466,9 @@ static enum fm_session_error session_established(fm_node *node, uint64_t now_ms,
 	p->info.last_error[0] = '\0';
 	p->dial_failures = 0;
 	node->stats.handshakes_completed++;
+	if (node->dial_failures_in_row >= FM_DIAL_NETWORK_BACK_FAILURES)
+		fm__peer_network_back(node, now_ms);
+	node->dial_failures_in_row = 0;
 	fm__peer_reputation(node, now_ms, peer, FM__REP_SUCCESS);
 	return FM_SESS_ERROR_COUNT;
 }
@@ -602,7 +610,11 @@ static enum fm_session_error on_transport(fm_node *node, uint64_t now_ms,
 	case FM__MSG_PONG:
 		if (m.seq == s->ping_seq && m.time_ms <= now_ms && p != NULL) {
 			fm__peer_record_rtt(p, (double)(now_ms - m.time_ms));
-			fm__peer_changed(node, now_ms, s->peer);
+			/* An RTT update alone is persisted at most once per
+			 * FM_PEER_PERSIST_RTT_MS: not a store write per pong.
+			 */
+			if (now_ms >= p->persisted_ms + FM_PEER_PERSIST_RTT_MS)
+				fm__peer_changed(node, now_ms, s->peer);
 		}
 		break;
 	case FM__MSG_RECORD:

@@ -56,6 +56,7 @@ struct net {
 	struct event held[64];
 	int held_count;
 	int partitioned;
+	int blackhole; /* connects to unknown addresses hang, like lost SYNs */
 	/* peer_changed persistence, per node */
 	fm_peer_info saved[NODES_MAX][8];
 	int saved_count[NODES_MAX];
@@ -128,6 +129,10 @@ static int io_stream_open(void *c, const fm_addr *to, uint64_t *id)
 	b = N.end_count++;
 	N.ends[a] = (struct end){x->node, b, 1, 0, (uint64_t)a + 1000, 0};
 	*id = N.ends[a].id;
+	if (target < 0 && N.blackhole) {
+		N.ends[b].node = -1; /* nobody will ever answer */
+		return 0;
+	}
 	if (target < 0 || N.partitioned) {
 		N.ends[a].open = 0;
 		push(EV_CLOSED, a, NULL, 0);
@@ -817,6 +822,63 @@ static void test_dial_self_and_dead_address(void **state)
 	                 -EINVAL);
 }
 
+static void test_offline_peer_costs_no_reputation(void **state)
+{
+	fm_peer_info info;
+
+	(void)state;
+	make_node(0, 1, FED_A);
+	N.blackhole = 1;
+	/* a known peer whose host is gone: every connect hangs */
+	memset(&info, 0, sizeof(info));
+	memset(info.node_id, 0x55, 32);
+	assert_int_equal(fm_addr_parse("10.9.9.9:7420", &info.addrs[0].addr),
+	                 0);
+	info.addrs[0].source = FM_SRC_BOOTSTRAP;
+	info.addr_count = 1;
+	info.rtt_ms = -1;
+	assert_int_equal(fm_node_restore_peer(N.nodes[0], N.now, &info), 0);
+	run_until(N.now + 60 * 60 * 1000);
+	get_peer(0, 0, &info);
+	assert_true(info.state != FM_PEER_BANNED);
+	assert_true(info.reputation.timeouts == 0);
+	assert_string_equal(info.last_error, "connect timed out");
+}
+
+static void test_network_back_redials_everyone(void **state)
+{
+	uint64_t first = 0, all = 0;
+
+	(void)state;
+	make_node(0, 1, FED_A);
+	make_node(1, 2, FED_A);
+	make_node(2, 3, FED_A);
+	assert_int_equal(fm_node_add_contact(N.nodes[0], N.now, &N.addrs[1],
+	                                     FM_SRC_INVITE),
+	                 0);
+	assert_int_equal(fm_node_add_contact(N.nodes[0], N.now, &N.addrs[2],
+	                                     FM_SRC_INVITE),
+	                 0);
+	run_until(N.now + 2000);
+	assert_int_equal(connected_peers(0), 2);
+	/* a long outage: backoff grows towards its 5-minute cap */
+	N.partitioned = 1;
+	run_until(N.now + 30 * 60 * 1000);
+	assert_int_equal(connected_peers(0), 0);
+	N.partitioned = 0;
+	while (all == 0 && N.now < 40 * 60 * 1000) {
+		run_until(N.now + 100);
+		if (first == 0 && connected_peers(0) >= 1)
+			first = N.now;
+		if (connected_peers(0) == 2)
+			all = N.now;
+	}
+	assert_true(first > 0 && all > 0);
+	/* once one session succeeds the others follow within ~1 s, not
+	 * after their own (minutes-long) backoff */
+	assert_true(all - first <= FM_DIAL_RESTORE_SPREAD_MS + 500);
+}
+
 static void test_shutdown_closes_orderly(void **state)
 {
 	fm_node_stats b;
@@ -863,6 +925,8 @@ int main(void)
 	        T(test_federation_switch),
 	        T(test_dial_self_and_dead_address),
 	        T(test_shutdown_closes_orderly),
+	        T(test_offline_peer_costs_no_reputation),
+	        T(test_network_back_redials_everyone),
 	};
 #undef T
 
