@@ -232,6 +232,58 @@ const char *fm_peer_state_name(enum fm_peer_state state);
  * misbehaviour (see docs/REPUTATION.md). */
 double fm_reputation_score(const fm_reputation *rep);
 
+/* ---- jobs
+ * -------------------------------------------------------------------- */
+
+#define FM_JOB_ID_MAX 64 /* bytes of [A-Za-z0-9._-] */
+/* Protocol ceilings; the daemon configures its own, lower, caps. */
+#define FM_JOB_INPUT_MAX (16u * 1024 * 1024)
+#define FM_JOB_OUTPUT_MAX (16u * 1024 * 1024)
+#define FM_JOB_ATTEMPTS_MAX 8
+#define FM_JOB_ERROR_MAX 256
+
+enum fm_job_state {
+	FM_JOB_QUEUED = 0,
+	FM_JOB_DISPATCHED, /* sent to a node, not yet running there */
+	FM_JOB_RUNNING,
+	FM_JOB_DONE,
+	FM_JOB_FAILED,
+	FM_JOB_TIMED_OUT,
+	FM_JOB_CANCELLED,
+	FM_JOB_STATE_COUNT
+};
+
+typedef struct fm_job_spec {
+	char id[FM_JOB_ID_MAX + 1];
+	char service[FM_SERVICE_NAME_MAX + 1];
+	const uint8_t *input; /* copied by the core */
+	size_t input_len;
+	uint64_t timeout_ms; /* whole job, all attempts */
+	uint8_t idempotent;  /* may be hedged on a second node */
+} fm_job_spec;
+
+typedef struct fm_job_attempt {
+	uint8_t node_id[FM_NODE_ID_BYTES];
+	uint64_t start_ms; /* node clock */
+	uint64_t end_ms;   /* 0 while running */
+	uint8_t outcome;   /* enum fm_job_state: RUNNING while unfinished */
+	char error[64];
+} fm_job_attempt;
+
+typedef struct fm_job_update {
+	const char *id;
+	enum fm_job_state state;
+	const uint8_t *ran_on; /* node ID of the node that ran it, or NULL */
+	const uint8_t *output; /* final states only */
+	size_t output_len;
+	int exit_status;
+	const char *error; /* failed: why, and what was tried */
+	const fm_job_attempt *attempts;
+	size_t attempt_count;
+} fm_job_update;
+
+const char *fm_job_state_name(enum fm_job_state state);
+
 /* ---- the ops table ------------------------------------------------------ */
 
 /* Every side effect of the core goes through these. A driver fills in what
@@ -258,9 +310,19 @@ typedef struct fm_io {
 	 */
 	int (*persist)(void *ctx, const char *key, const uint8_t *val,
 	               size_t len);
-	/* Run a job locally on behalf of the core. Optional until jobs land. */
+	/* Run a job here: the core chose this node (a local submission or a
+	 * peer's request). The driver runs it without blocking and reports the
+	 * end with fm_node_job_finished(). Returns 0, or a negative errno when
+	 * it cannot start (-ENOENT: no such service). Required for jobs. */
 	int (*job_execute)(void *ctx, const char *job_id, const char *service,
-	                   const uint8_t *input, size_t input_len);
+	                   const uint8_t *input, size_t input_len,
+	                   uint64_t timeout_ms);
+	/* Stop a job started with job_execute (cancelled, or timed out). The
+	 * driver still calls fm_node_job_finished() for it. Optional. */
+	void (*job_kill)(void *ctx, const char *job_id);
+	/* Progress of a job submitted on this node (state changes, attempts,
+	 * and the final result). Optional. */
+	void (*job_update)(void *ctx, const struct fm_job_update *update);
 	/* Log a line. subsystem is a short static string ("node", "dht"). */
 	void (*log)(void *ctx, enum fm_log_level level, const char *subsystem,
 	            const char *msg);
@@ -290,15 +352,23 @@ typedef struct fm_node_config {
 	uint64_t record_seq;
 	fm_addr advertise[FM_RECORD_ADDRS_MAX];
 	uint8_t advertise_count;
-	fm_service services[FM_NODE_SERVICES_MAX];
+	fm_service services[FM_NODE_SERVICES_MAX]; /* offered to peers */
 	uint8_t service_count;
 	uint32_t capacity;
+	/* Services this node runs for its own jobs but never for peers (exec
+	 * services the operator did not offer). */
+	fm_service local_services[FM_NODE_SERVICES_MAX];
+	uint8_t local_service_count;
 	/* Local discovery. peer_port is the TCP port sessions listen on (SRV
 	 * records, beacons); hostname is this host's name without ".local". */
 	uint8_t mdns_enabled;
 	uint8_t beacon_enabled;
 	uint16_t peer_port;
 	char hostname[FM_HOSTNAME_MAX + 1];
+	/* The Kademlia DHT (on unless disabled). subnet_max: table entries per
+	 * /24 (IPv4) or /48 (IPv6) per bucket; 0 = the default. */
+	uint8_t dht_disabled;
+	uint8_t dht_subnet_max;
 } fm_node_config;
 
 /* Why an inbound datagram was not accepted; one counter each. */
@@ -319,10 +389,12 @@ enum fm_session_error {
 	FM_SESS_OVERSIZE,      /* frame over FM_FRAME_MAX_BYTES */
 	FM_SESS_HANDSHAKE_TIMEOUT,
 	FM_SESS_IDLE_TIMEOUT,
-	FM_SESS_LIMIT,     /* too many sessions or handshakes */
-	FM_SESS_BANNED,    /* peer is banned */
-	FM_SESS_DUPLICATE, /* a second session to the same peer */
-	FM_SESS_SELF,      /* we dialled ourselves */
+	FM_SESS_LIMIT,      /* too many sessions or handshakes */
+	FM_SESS_BANNED,     /* peer is banned */
+	FM_SESS_DUPLICATE,  /* a second session to the same peer */
+	FM_SESS_SELF,       /* we dialled ourselves */
+	FM_SESS_WRONG_NODE, /* another member answers at a known peer's
+	                       address: the address is stale */
 	FM_SESS_ERROR_COUNT
 };
 
@@ -347,7 +419,16 @@ typedef struct fm_node_stats {
 	uint64_t beacons_received;
 	uint64_t beacons_invalid;
 	uint64_t peers_discovered; /* members found by mDNS or beacon */
-	uint64_t foreign_seen;     /* fedmesh nodes of other federations */
+	uint64_t jobs_submitted;
+	uint64_t jobs_by_state[FM_JOB_STATE_COUNT]; /* final states */
+	uint64_t job_attempts;
+	uint64_t job_retries;
+	uint64_t job_ejections;
+	uint64_t jobs_ran_local;    /* submitted here, ran here */
+	uint64_t jobs_ran_remote;   /* submitted here, ran on a peer */
+	uint64_t jobs_served;       /* peers' jobs run here */
+	uint64_t jobs_deduplicated; /* a repeated request answered from cache */
+	uint64_t foreign_seen;      /* fedmesh nodes of other federations */
 } fm_node_stats;
 
 typedef struct fm_node_status {
@@ -414,6 +495,62 @@ void fm_node_recv_mdns(fm_node *node, uint64_t now_ms, uint32_t ifindex,
 /* Orderly shutdown: mDNS goodbyes (TTL 0) on every interface, CLOSE on
  * every session. The node stays valid; free it afterwards. */
 void fm_node_shutdown(fm_node *node, uint64_t now_ms);
+
+/* ---- the DHT
+ * ------------------------------------------------------------------ */
+
+#define FM_DHT_BUCKET_COUNT 256
+
+typedef struct fm_dht_stats {
+	uint8_t enabled;
+	uint32_t table_size; /* routing table entries */
+	uint32_t table_live; /* of which not stale */
+	uint8_t bucket_fill[FM_DHT_BUCKET_COUNT];
+	uint32_t known_addrs; /* addresses kept for re-bootstrapping */
+	uint32_t values_stored;
+	uint64_t lookups; /* completed, maintenance included */
+	uint64_t lookups_succeeded;
+	uint64_t lookup_hops_sum;     /* over succeeded lookups */
+	uint64_t lookup_messages_sum; /* over all lookups */
+	uint64_t last_bootstrap_ms;   /* node clock; 0 = never */
+	uint64_t bootstraps;
+	uint64_t datagrams_received;
+	uint64_t datagrams_sent;
+	uint64_t datagrams_dropped;
+	uint64_t rpc_timeouts;
+} fm_dht_stats;
+
+/* status: 0, or a negative errno (-ETIMEDOUT, -ENOENT, -ECANCELED). The
+ * records are valid only during the call. Called once, from inside
+ * fm_node_recv_datagram() or fm_node_tick(). */
+typedef void (*fm_find_cb)(void *ctx, int status, const fm_record *records,
+                           size_t count, uint32_t hops);
+
+void fm_node_dht_stats(const fm_node *node, fm_dht_stats *out);
+/* Who offers service `name`: providers' signed records from the DHT.
+ * -ENOTCONN with an empty routing table, -EBUSY with too many lookups
+ * running, -ENOTSUP when the DHT is disabled. */
+int fm_node_find_service(fm_node *node, uint64_t now_ms, const char *name,
+                         fm_find_cb cb, void *ctx);
+int fm_node_find_record(fm_node *node, uint64_t now_ms,
+                        const uint8_t id[FM_NODE_ID_BYTES], fm_find_cb cb,
+                        void *ctx);
+/* Restores the routing table the core saved through fm_io.persist under
+ * "dht/table"; every address is challenged again before use. */
+int fm_node_dht_restore(fm_node *node, uint64_t now_ms, const uint8_t *buf,
+                        size_t len);
+
+/* Jobs. submit routes the job (this node or a peer offering the service,
+ * with failover) and reports through fm_io.job_update. -EEXIST when a job
+ * with that ID is active here; -EINVAL for a bad spec. */
+int fm_node_job_submit(fm_node *node, uint64_t now_ms, const fm_job_spec *spec);
+/* -ENOENT when no such active job. */
+int fm_node_job_cancel(fm_node *node, uint64_t now_ms, const char *id);
+/* The driver finished a job the core started with fm_io.job_execute. */
+void fm_node_job_finished(fm_node *node, uint64_t now_ms, const char *job_id,
+                          enum fm_job_state state, int exit_status,
+                          const uint8_t *output, size_t output_len,
+                          const char *error);
 
 /* Version of the core, "MAJOR.MINOR.PATCH". */
 const char *fm_version(void);

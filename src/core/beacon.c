@@ -90,16 +90,18 @@ void fm__beacon_announce(fm_node *node, struct fm__disc_iface *ifc)
 	}
 }
 
-/* 1 when `from` may get a reply now (and records that it did). */
+/* 1 when node `id` at `from` may get a reply now (and records that it
+ * did). */
 static int reply_allowed(struct fm__disc *d, const fm_addr *from,
-                         uint64_t now_ms)
+                         const uint8_t id[FM_NODE_ID_BYTES], uint64_t now_ms)
 {
 	struct fm__beacon_sender *slot = NULL;
 	size_t i;
 
 	for (i = 0; i < FM_BEACON_SENDERS_MAX; i++) {
 		struct fm__beacon_sender *s = &d->senders[i];
-		if (s->used && fm__addr_equal(&s->addr, from)) {
+		if (s->used && fm__addr_equal(&s->addr, from) &&
+		    memcmp(s->id, id, FM_NODE_ID_BYTES) == 0) {
 			if (now_ms < s->reply_ms + FM_BEACON_REPLY_MIN_MS)
 				return 0;
 			s->reply_ms = now_ms;
@@ -111,6 +113,7 @@ static int reply_allowed(struct fm__disc *d, const fm_addr *from,
 	}
 	slot->used = 1;
 	slot->addr = *from;
+	memcpy(slot->id, id, FM_NODE_ID_BYTES);
 	slot->reply_ms = now_ms;
 	return 1;
 }
@@ -137,14 +140,14 @@ void fm__beacon_recv(fm_node *node, uint64_t now_ms, const fm_addr *from,
 		node->stats.datagrams_dropped[FM_DROP_UNAUTHENTICATED]++;
 		return;
 	}
-	node->stats.beacons_received++;
 	if (d->stopped || from == NULL ||
 	    memcmp(id, node->identity.node_id, FM_NODE_ID_BYTES) == 0)
-		return; /* our own broadcast, looped back */
+		return; /* our own broadcast, looped back: not counted */
+	node->stats.beacons_received++;
 	peer = fm__peer_find(node, id);
 	if (!(plain[FM_NODE_ID_BYTES + 2] & FM_BEACON_FLAG_REPLY) &&
 	    !(peer >= 0 && node->peers[peer].info.state == FM_PEER_CONNECTED) &&
-	    d->peer_port != 0 && reply_allowed(d, from, now_ms))
+	    d->peer_port != 0 && reply_allowed(d, from, id, now_ms))
 		send_beacon(node, from, FM_BEACON_FLAG_REPLY);
 	contact = *from;
 	contact.port = (uint16_t)((plain[FM_NODE_ID_BYTES] << 8) |

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 
+#include "dht.h"
 #include "fedmesh/fedmesh.h"
 #include "noise.h"
 
@@ -110,6 +111,7 @@ struct fm__peer {
 };
 
 struct fm__disc; /* local discovery, mdns.h */
+struct fm__jobs; /* jobs and the work they run for peers, jobs.h */
 
 struct fm_node {
 	fm_io io;
@@ -130,7 +132,9 @@ struct fm_node {
 	size_t peer_cap;
 	uint32_t dial_failures_in_row; /* node-wide, reset by a success */
 	struct fm__disc *disc; /* NULL when mDNS and the beacon are off */
+	fm__dht *dht;          /* NULL when cfg.dht_disabled */
 	uint8_t shut_down;     /* fm_node_shutdown() ran */
+	struct fm__jobs *jobs;
 	fm_node_stats stats;
 };
 
@@ -147,6 +151,13 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 void fm__session_close_all(fm_node *node, uint64_t now_ms, const char *reason);
 uint64_t fm__session_tick(fm_node *node, uint64_t now_ms);
 void fm__sessions_free(fm_node *node);
+struct fm__msg;
+/* Sends one message on open session `index` (job messages up to
+ * FM__WIRE_MSG_MAX_BYTES). -ENOTCONN when it is not open. */
+int fm__session_send(fm_node *node, int index, const struct fm__msg *m);
+
+/* record.c: 1..FM_SERVICE_NAME_MAX bytes of [a-z0-9_.-]. */
+int fm__service_name_ok(const char *name, size_t len);
 
 /* peer.c */
 int fm__peer_find(const fm_node *node, const uint8_t id[FM_NODE_ID_BYTES]);
@@ -157,6 +168,8 @@ void fm__peer_forget_all(fm_node *node);
 int fm__peer_add_addr(struct fm__peer *p, const fm_addr *addr,
                       enum fm_addr_source source);
 int fm__peer_dialable(const struct fm__peer *p);
+/* Forgets one address of a peer (it turned out to be stale). */
+void fm__peer_remove_addr(struct fm__peer *p, const fm_addr *addr);
 void fm__peer_changed(fm_node *node, uint64_t now_ms, int index);
 void fm__peer_set_error(struct fm__peer *p, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));

@@ -52,8 +52,8 @@
  * - the goodbye does not withdraw the A/AAAA records: another responder on
  *   the host (avahi-daemon) may be publishing the same host name.
  *
- * Querier: PTR _fedmesh._udp.local 20-120 ms after an interface appears
- * (QU the first time), then 1 s, 2 s, 4 s ... up to an hour, with the
+ * Querier: PTR _fedmesh._udp.local 20-120 ms after an interface appears,
+ * then 1 s, 2 s, 4 s ... up to an hour, with the
  * cached PTRs that have more than half their TTL left as known answers.
  * Responses fill a bounded cache of instances (PTR, SRV, TXT) and of their
  * targets' addresses, which expire with their TTLs (a goodbye or a
@@ -169,7 +169,7 @@ void fm__disc_member(fm_node *node, uint64_t now_ms,
 {
 	struct fm__disc *d = node->disc;
 	struct fm__disc_seen *s;
-	int peer;
+	int peer, holder;
 	char text[FM_ADDR_STR_MAX];
 
 	if (d == NULL || is_us(node, id))
@@ -188,7 +188,17 @@ void fm__disc_member(fm_node *node, uint64_t now_ms,
 	}
 	if (s->contacted && now_ms < s->contact_ms + FM_DISC_CONTACT_MIN_MS)
 		return;
-	if (!urgent && fm__peer_find_addr(node, addr) >= 0)
+	holder = fm__peer_find_addr(node, addr);
+	if (holder >= 0 && node->peers[holder].id_known &&
+	    memcmp(node->peers[holder].info.node_id, id, FM_NODE_ID_BYTES) !=
+	            0) {
+		/* Another member now answers at an address a known peer had:
+		 * that address is stale for the old peer. */
+		fm__peer_remove_addr(&node->peers[holder], addr);
+		fm__peer_changed(node, now_ms, holder);
+		holder = -1;
+	}
+	if (!urgent && holder >= 0)
 		return;
 	if (fm_node_add_contact(node, now_ms, addr, source) != 0)
 		return;
@@ -1280,7 +1290,10 @@ static uint64_t mdns_tick(fm_node *node, struct fm__disc_iface *ifc,
 	if (ifc->pending != 0)
 		next = min_u64(next, ifc->pending_at_ms);
 	if (now_ms >= ifc->query_at_ms) {
-		send_query(node, ifc, now_ms, ifc->queries_sent == 0);
+		/* Always QM: a unicast reply to port 5353 reaches only one of
+		 * the processes sharing it (avahi-daemon and us), so QU made
+		 * the first answer miss us half the time. */
+		send_query(node, ifc, now_ms, 0);
 		ifc->queries_sent++;
 		ifc->query_at_ms = now_ms + ifc->query_interval_ms;
 		ifc->query_interval_ms *= 2;

@@ -184,9 +184,12 @@ struct fm__disc_seen {
 	uint64_t contact_ms;
 };
 
+/* Reply rate limiting is per (address, node ID): a new node that took
+ * over a departed node's address still gets its reply at once. */
 struct fm__beacon_sender {
 	uint8_t used;
 	fm_addr addr;
+	uint8_t id[FM_NODE_ID_BYTES];
 	uint64_t reply_ms;
 };
 

@@ -1,7 +1,7 @@
 /* struct fm_node: the state of one fedmesh node and the entry points the
  * drivers call with explicit time. The node owns its identity, its signed
  * record, its sessions (session.c), its peer table (peer.c) and local
- * discovery (mdns.c, beacon.c); the DHT and jobs hang off it as they land.
+ * discovery (mdns.c, beacon.c), the DHT (dht.c) and jobs (jobs.c).
  * The only datagram is the discovery beacon; every other datagram is
  * dropped and counted: non-members get silence. */
 #include <errno.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "jobs.h"
 #include "mdns.h"
 
 #define FM__VERSION "0.1.0"
@@ -84,6 +85,19 @@ int fm_node_new(const fm_node_config *cfg, const fm_io *io, uint64_t now_ms,
 	node->last_now_ms = now_ms;
 	if (rc == 0)
 		rc = fm__disc_new(node, cfg);
+	if (rc == 0)
+		rc = fm__jobs_new(node, cfg);
+	if (rc == 0 && !cfg->dht_disabled) {
+		fm__dht_config dc;
+		memset(&dc, 0, sizeof(dc));
+		dc.identity = node->identity;
+		memcpy(dc.federation_key, node->federation_key,
+		       FM_FEDERATION_KEY_BYTES);
+		dc.record = &node->record;
+		dc.subnet_max = cfg->dht_subnet_max;
+		rc = fm__dht_new(&dc, &node->io, now_ms, &node->dht);
+		sodium_memzero(&dc, sizeof(dc));
+	}
 	if (rc != 0) {
 		fm_node_free(node);
 		return rc;
@@ -98,6 +112,8 @@ void fm_node_free(fm_node *node)
 		return;
 	fm__sessions_free(node);
 	fm__disc_free(node);
+	fm__jobs_free(node);
+	fm__dht_free(node->dht);
 	free(node->peers);
 	sodium_memzero(node->x25519_secret, sizeof(node->x25519_secret));
 	sodium_memzero(node->federation_key, sizeof(node->federation_key));
@@ -116,6 +132,8 @@ void fm_node_set_federation(fm_node *node, uint64_t now_ms,
 	memcpy(node->federation_key, key, FM_FEDERATION_KEY_BYTES);
 	fm__session_set_federation(node);
 	fm__disc_set_federation(node, node->last_now_ms);
+	if (node->dht != NULL)
+		fm__dht_set_federation(node->dht, node->last_now_ms, key);
 	fm__log(node, FM_LOG_INFO, "node", "switched federation");
 }
 
@@ -148,7 +166,13 @@ void fm_node_recv_datagram(fm_node *node, uint64_t now_ms, const fm_addr *from,
 		fm__beacon_recv(node, node->last_now_ms, from, buf, len);
 		return;
 	}
-	/* No other datagram protocol exists yet: drop without answering so
+	/* DHT RPCs are sealed with their own key; dht.c drops and counts
+	 * what does not open, and answers nothing to it. */
+	if (node->dht != NULL && fm__dht_is_datagram(buf, len)) {
+		fm__dht_recv(node->dht, node->last_now_ms, from, buf, len);
+		return;
+	}
+	/* Nothing else is a fedmesh datagram: drop without answering so
 	 * outsiders learn nothing. */
 	node->stats.datagrams_dropped[FM_DROP_UNAUTHENTICATED]++;
 }
@@ -172,6 +196,17 @@ uint64_t fm_node_tick(fm_node *node, uint64_t now_ms)
 	/* Dialling may have opened sessions with deadlines of their own. */
 	if (peers < next)
 		next = peers;
+	if (node->dht != NULL) {
+		uint64_t dht = fm__dht_tick(node->dht, now_ms);
+		if (dht < next)
+			next = dht;
+	}
+	/* Last: jobs fail over from sessions the ticks above ended. */
+	{
+		uint64_t jobs = fm__jobs_tick(node, now_ms);
+		if (jobs < next)
+			next = jobs;
+	}
 	return next;
 }
 
@@ -205,6 +240,8 @@ void fm_node_shutdown(fm_node *node, uint64_t now_ms)
 		return;
 	advance_clock(node, now_ms);
 	fm__disc_shutdown(node, node->last_now_ms);
+	if (node->dht != NULL)
+		(void)fm__dht_persist(node->dht, node->last_now_ms);
 	fm__session_close_all(node, node->last_now_ms, "shutdown");
 	node->shut_down = 1;
 	fm__log(node, FM_LOG_INFO, "node", "shut down");
@@ -249,8 +286,105 @@ const char *fm_session_error_name(enum fm_session_error err)
 	        "oversize",     "handshake_timeout",
 	        "idle_timeout", "limit",
 	        "banned",       "duplicate",
-	        "self",
+	        "self",         "wrong_node",
 	};
 
 	return (unsigned)err < FM_SESS_ERROR_COUNT ? names[err] : "unknown";
+}
+
+/* ---- the DHT (dht.c) through the public API ---------------------------- */
+
+void fm_node_dht_stats(const fm_node *node, fm_dht_stats *out)
+{
+	fm__dht_stats st;
+	int i;
+
+	memset(out, 0, sizeof(*out));
+	if (node->dht == NULL)
+		return;
+	fm__dht_get_stats(node->dht, &st);
+	out->enabled = 1;
+	out->table_size = st.table_size;
+	out->table_live = st.table_live;
+	for (i = 0; i < FM_DHT_BUCKETS; i++)
+		out->bucket_fill[i] = st.bucket_fill[i];
+	out->known_addrs = st.known_addrs;
+	out->values_stored = st.values_stored;
+	out->lookups = st.lookups;
+	out->lookups_succeeded = st.lookups_succeeded;
+	out->lookup_hops_sum = st.lookup_hops_sum;
+	out->lookup_messages_sum = st.lookup_messages_sum;
+	out->last_bootstrap_ms = st.last_bootstrap_ms;
+	out->bootstraps = st.bootstraps;
+	out->datagrams_received = st.datagrams_received;
+	out->datagrams_sent = st.datagrams_sent;
+	for (i = 0; i < FM__DHT_DROP_COUNT; i++)
+		out->datagrams_dropped += st.dropped[i];
+	out->rpc_timeouts = st.rpc_timeouts;
+}
+
+struct find_call {
+	fm_find_cb cb;
+	void *ctx;
+};
+
+static void on_find_done(void *ctx, const fm__dht_result *res)
+{
+	struct find_call *call = ctx;
+
+	call->cb(call->ctx, res->status, res->records, res->record_count,
+	         res->hops);
+	free(call);
+}
+
+static int find_start(fm_node *node, uint64_t now_ms, const char *service,
+                      const uint8_t *id, fm_find_cb cb, void *ctx)
+{
+	struct find_call *call;
+	int rc;
+
+	if (node->dht == NULL)
+		return -ENOTSUP;
+	if (cb == NULL)
+		return -EINVAL;
+	advance_clock(node, now_ms);
+	call = malloc(sizeof(*call));
+	if (call == NULL)
+		return -ENOMEM;
+	call->cb = cb;
+	call->ctx = ctx;
+	rc = service != NULL
+	             ? fm__dht_find_service(node->dht, node->last_now_ms,
+	                                    service, on_find_done, call)
+	             : fm__dht_find_record(node->dht, node->last_now_ms, id,
+	                                   on_find_done, call);
+	if (rc != 0)
+		free(call);
+	return rc;
+}
+
+int fm_node_find_service(fm_node *node, uint64_t now_ms, const char *name,
+                         fm_find_cb cb, void *ctx)
+{
+	if (name == NULL)
+		return -EINVAL;
+	return find_start(node, now_ms, name, NULL, cb, ctx);
+}
+
+int fm_node_find_record(fm_node *node, uint64_t now_ms,
+                        const uint8_t id[FM_NODE_ID_BYTES], fm_find_cb cb,
+                        void *ctx)
+{
+	if (id == NULL)
+		return -EINVAL;
+	return find_start(node, now_ms, NULL, id, cb, ctx);
+}
+
+int fm_node_dht_restore(fm_node *node, uint64_t now_ms, const uint8_t *buf,
+                        size_t len)
+{
+	if (node->dht == NULL)
+		return -ENOTSUP;
+	advance_clock(node, now_ms);
+	return fm__dht_restore(node->dht, node->last_now_ms, buf, len);
 }

@@ -191,6 +191,20 @@ int fm__peer_add_addr(struct fm__peer *p, const fm_addr *addr,
 	return 1;
 }
 
+void fm__peer_remove_addr(struct fm__peer *p, const fm_addr *addr)
+{
+	fm_peer_info *info = &p->info;
+	uint8_t i;
+
+	for (i = 0; i < info->addr_count; i++) {
+		if (!fm__addr_equal(&info->addrs[i].addr, addr))
+			continue;
+		info->addrs[i] = info->addrs[info->addr_count - 1];
+		info->addr_count--;
+		return;
+	}
+}
+
 int fm__peer_dialable(const struct fm__peer *p)
 {
 	uint8_t i;
@@ -423,6 +437,10 @@ int fm_node_add_contact(fm_node *node, uint64_t now_ms, const fm_addr *addr,
 		}
 		return 0;
 	}
+	/* Bootstrap and invite addresses seed the DHT as well. */
+	if (node->dht != NULL &&
+	    (source == FM_SRC_BOOTSTRAP || source == FM_SRC_INVITE))
+		(void)fm__dht_bootstrap(node->dht, now_ms, addr, 1);
 	rc = fm__peer_new(node, now_ms);
 	if (rc < 0)
 		return rc;

@@ -38,8 +38,10 @@
 	(1 + FM__RECORD_ELEMENTS + FM_RECORD_ADDRS_MAX + \
 	 3 * FM_RECORD_SERVICES_MAX)
 
-/* 1..FM_SERVICE_NAME_MAX bytes of [a-z0-9_.-]. */
-static int service_name_ok(const char *name, size_t len)
+/* 1..FM_SERVICE_NAME_MAX bytes of [a-z0-9_.-]. Shared with the job
+ * messages and the node's configuration (core.h), so one rule names a
+ * service everywhere. */
+int fm__service_name_ok(const char *name, size_t len)
 {
 	size_t i;
 
@@ -67,7 +69,7 @@ static int record_fields_ok(const fm_record *rec)
 	for (i = 0; i < rec->service_count; i++) {
 		const char *name = rec->services[i].name;
 		size_t len = strnlen(name, sizeof(rec->services[i].name));
-		if (!service_name_ok(name, len))
+		if (!fm__service_name_ok(name, len))
 			return 0;
 		for (j = 0; j < i; j++)
 			if (strcmp(name, rec->services[j].name) == 0)
@@ -223,7 +225,7 @@ static int read_services(fm__mp_reader *r, fm_record *rec)
 		if (fm__mp_read_array(r, &fields) != 0 ||
 		    fields != FM__RECORD_SERVICE_ELEMENTS ||
 		    fm__mp_read_str(r, &name, &len) != 0 ||
-		    !service_name_ok(name, len) ||
+		    !fm__service_name_ok(name, len) ||
 		    fm__mp_read_uint(r, &slots) != 0 || slots > UINT32_MAX)
 			return -EBADMSG;
 		memcpy(s->name, name, len);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "jobs.h"
 #include "wire.h"
 
 /* Room for the largest frame we build: header, message, tag. */
@@ -123,7 +124,9 @@ static const char *error_text(enum fm_session_error why)
 	case FM_SESS_BAD_HANDSHAKE:
 		return "handshake failed (wrong federation key?)";
 	case FM_SESS_BAD_IDENTITY:
-		return "identity proof invalid or unexpected node ID";
+		return "identity proof invalid";
+	case FM_SESS_WRONG_NODE:
+		return "another node answers at this address";
 	case FM_SESS_BAD_FRAME:
 		return "frame failed authentication";
 	case FM_SESS_BAD_MESSAGE:
@@ -154,6 +157,7 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 	int was_open = s->state == FM__SESS_OPEN;
 	/* The stream was connected: a timeout from here on is the peer's. */
 	int was_connected = s->state != FM__SESS_DIALING;
+	fm_addr s_remote = s->remote;
 
 	if (why < FM_SESS_ERROR_COUNT)
 		count_error(node, why);
@@ -168,6 +172,8 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 			p->session = -1;
 		else
 			return; /* a duplicate that lost; the peer is fine */
+		if (why == FM_SESS_WRONG_NODE)
+			fm__peer_remove_addr(p, &s_remote);
 		if (why < FM_SESS_ERROR_COUNT && why != FM_SESS_DUPLICATE)
 			fm__peer_set_error(p, "%s",
 			                   was_connected ? error_text(why)
@@ -188,6 +194,9 @@ void fm__session_close(fm_node *node, uint64_t now_ms, int index,
 		if (p->info.state != FM_PEER_BANNED)
 			fm__peer_schedule_dial(node, now_ms, peer, !was_open);
 		fm__peer_changed(node, now_ms, peer);
+		/* Jobs in flight on it fail over (at the next tick). */
+		if (was_open)
+			fm__jobs_peers_changed(node);
 	}
 }
 
@@ -231,6 +240,33 @@ static int send_frame(fm_node *node, struct fm__session *s, uint8_t *frame,
 	                            FM_FRAME_HEADER_BYTES + body_len);
 }
 
+/* Job messages carry chunks of up to FM_JOB_CHUNK_BYTES: too big for the
+ * stack buffers below, and 64 KiB is too much to keep per node (the
+ * simulator runs thousands), so they are encoded and encrypted in place in
+ * one short-lived heap buffer. */
+static int send_big_msg(fm_node *node, struct fm__session *s, const fm__msg *m)
+{
+	uint8_t *frame = malloc(FM__TX_MAX);
+	uint8_t *body;
+	size_t plain_len = 0, ct_len = 0;
+	int rc;
+
+	if (frame == NULL)
+		return -ENOMEM;
+	body = frame + FM_FRAME_HEADER_BYTES;
+	rc = fm__msg_encode(m, body, FM_FRAME_MAX_BYTES - FM__NOISE_TAG_LEN,
+	                    &plain_len);
+	if (rc == 0)
+		rc = fm__noise_encrypt(&s->send, NULL, 0, body, plain_len, body,
+		                       FM_FRAME_MAX_BYTES, &ct_len);
+	if (rc == 0) {
+		s->sent_since_rekey++;
+		rc = send_frame(node, s, frame, ct_len);
+	}
+	free(frame);
+	return rc;
+}
+
 static int send_msg(fm_node *node, struct fm__session *s, const fm__msg *m)
 {
 	uint8_t plain[FM_RECORD_MAX_BYTES + 128];
@@ -240,6 +276,8 @@ static int send_msg(fm_node *node, struct fm__session *s, const fm__msg *m)
 	int rc;
 
 	rc = fm__msg_encode(m, plain, sizeof(plain), &plain_len);
+	if (rc == -ENOSPC)
+		return send_big_msg(node, s, m);
 	if (rc != 0)
 		return rc;
 	rc = fm__noise_encrypt(&s->send, NULL, 0, plain, plain_len,
@@ -250,6 +288,18 @@ static int send_msg(fm_node *node, struct fm__session *s, const fm__msg *m)
 		return rc;
 	s->sent_since_rekey++;
 	return send_frame(node, s, frame, ct_len);
+}
+
+int fm__session_send(fm_node *node, int index, const fm__msg *m)
+{
+	struct fm__session *s;
+
+	if (index < 0 || index >= FM_SESSIONS_MAX)
+		return -ENOTCONN;
+	s = node->sessions[index];
+	if (s == NULL || s->state != FM__SESS_OPEN)
+		return -ENOTCONN;
+	return send_msg(node, s, m);
 }
 
 static int send_ping(fm_node *node, struct fm__session *s, uint64_t now_ms)
@@ -351,9 +401,11 @@ static enum fm_session_error check_hello(fm_node *node, struct fm__session *s,
 	                                hello.public_key) != 0)
 		return FM_SESS_BAD_IDENTITY;
 	fm_node_id_from_public_key(hello.public_key, s->remote_id);
+	/* A valid member, but not the one we dialled: the address moved on
+	 * (DHCP reuse, a reinstalled machine). Not misbehaviour. */
 	if (s->has_expected_id &&
 	    memcmp(s->remote_id, s->expected_id, FM_NODE_ID_BYTES) != 0)
-		return FM_SESS_BAD_IDENTITY;
+		return FM_SESS_WRONG_NODE;
 	if (memcmp(s->remote_id, node->identity.node_id, FM_NODE_ID_BYTES) == 0)
 		return FM_SESS_SELF;
 	if (fm_record_decode(hello.record, hello.record_len, record) != 0 ||
@@ -466,10 +518,28 @@ static enum fm_session_error session_established(fm_node *node, uint64_t now_ms,
 	p->info.last_error[0] = '\0';
 	p->dial_failures = 0;
 	node->stats.handshakes_completed++;
+	/* A session proves the peer holds its key: the DHT may use it. We
+	 * know the address we dialled serves UDP too (same port); for an
+	 * inbound session only its advertised addresses are candidates, to
+	 * be challenged (the TCP source port is not its UDP port). */
+	if (node->dht != NULL) {
+		if (s->initiator) {
+			(void)fm__dht_add_proven(node->dht, now_ms,
+			                         s->remote_id, &s->remote);
+		} else {
+			for (i = 0; i < record->addr_count; i++)
+				(void)fm__dht_add_candidate(node->dht, now_ms,
+				                            s->remote_id,
+				                            &record->addrs[i]);
+		}
+	}
 	if (node->dial_failures_in_row >= FM_DIAL_NETWORK_BACK_FAILURES)
 		fm__peer_network_back(node, now_ms);
 	node->dial_failures_in_row = 0;
 	fm__peer_reputation(node, now_ms, peer, FM__REP_SUCCESS);
+	/* A new candidate for jobs (or a replaced session: jobs sent on the
+	 * old one fail over). */
+	fm__jobs_peers_changed(node);
 	return FM_SESS_ERROR_COUNT;
 }
 
@@ -631,6 +701,7 @@ static enum fm_session_error on_transport(fm_node *node, uint64_t now_ms,
 				                  FM_SRC_RECORD);
 			node->stats.records_accepted++;
 			fm__peer_changed(node, now_ms, s->peer);
+			fm__jobs_peers_changed(node); /* services may differ */
 		}
 		break;
 	case FM__MSG_REKEY:
@@ -640,6 +711,11 @@ static enum fm_session_error on_transport(fm_node *node, uint64_t now_ms,
 	case FM__MSG_CLOSE:
 		return FM_SESS_ERROR_COUNT + 1; /* orderly close by the peer */
 	default:
+		/* Jobs (jobs.c). The session may be gone when this returns
+		 * (a peer banned for a failure): nothing here touches it. */
+		if (FM__MSG_IS_JOB(m.type) && p != NULL &&
+		    fm__jobs_on_msg(node, now_ms, index, &m) != 0)
+			return FM_SESS_BAD_MESSAGE;
 		break;
 	}
 	return FM_SESS_ERROR_COUNT;
@@ -808,8 +884,8 @@ void fm_node_stream_data(fm_node *node, uint64_t now_ms, uint64_t stream_id,
 		frame_len = ((size_t)s->rx[0] << 8) | s->rx[1];
 		/* Before authentication only a small first message is
 		 * acceptable: no buffering of 64 KiB for strangers. */
-		if (!s->initiator && s->hs == NULL &&
-		    frame_len > FM__MSG1_MAX_BYTES) {
+		if (s->state == FM__SESS_HANDSHAKE && !s->initiator &&
+		    s->hs == NULL && frame_len > FM__MSG1_MAX_BYTES) {
 			fail_session(node, now_ms, index, FM_SESS_BAD_MAC);
 			return;
 		}

@@ -301,6 +301,40 @@ int fm__mp_read_uint(fm__mp_reader *r, uint64_t *value)
 	return -EBADMSG;
 }
 
+int fm__mp_read_int(fm__mp_reader *r, int64_t *value)
+{
+	static const size_t widths[4] = {1, 2, 4, 8};
+	uint8_t tag;
+	uint64_t v;
+	size_t width;
+
+	if (r->pos >= r->len)
+		return -EBADMSG;
+	tag = r->buf[r->pos];
+	if (tag <= 0x7f || (tag >= 0xcc && tag <= 0xcf)) {
+		if (fm__mp_read_uint(r, &v) != 0 || v > (uint64_t)INT64_MAX)
+			return -EBADMSG;
+		*value = (int64_t)v;
+		return 0;
+	}
+	r->pos++;
+	if (tag >= 0xe0) { /* negative fixint */
+		*value = (int64_t)tag - 256;
+		return 0;
+	}
+	if (tag < 0xd0 || tag > 0xd3)
+		return -EBADMSG;
+	width = widths[tag - 0xd0];
+	if (reader_be(r, width, &v) != 0)
+		return -EBADMSG;
+	/* Sign-extend from the format's width, without shifting into the
+	 * sign bit of a signed type. */
+	if (width < 8 && (v >> (8 * width - 1)) != 0)
+		v |= ~(uint64_t)0 << (8 * width);
+	memcpy(value, &v, sizeof(*value));
+	return 0;
+}
+
 static int read_sized(fm__mp_reader *r, uint8_t tag, uint8_t fix_lo,
                       uint8_t fix_hi, uint8_t tag8, const uint8_t **data,
                       size_t *len)
@@ -390,6 +424,14 @@ void fm__mp_write_uint(fm__mp_writer *w, uint64_t value)
 
 	msgpack_packer_init(&pk, w, writer_append);
 	(void)msgpack_pack_uint64(&pk, value);
+}
+
+void fm__mp_write_int(fm__mp_writer *w, int64_t value)
+{
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, w, writer_append);
+	(void)msgpack_pack_int64(&pk, value);
 }
 
 void fm__mp_write_bin(fm__mp_writer *w, const uint8_t *data, size_t len)
@@ -484,12 +526,254 @@ static int close_decode(fm__mp_reader *r, fm__msg *out)
 	return 0;
 }
 
+/* ---- job messages ---------------------------------------------------------
+ * Every field is checked here against the protocol's limits, on the way in
+ * and on the way out alike, so that whatever decodes also encodes; whether
+ * a message fits the state of a job is jobs.c's business. */
+
+int fm__job_id_ok(const char *id, size_t len)
+{
+	size_t i;
+
+	if (id == NULL || len < 1 || len > FM_JOB_ID_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Writes a NUL-terminated field of at most max bytes; -EINVAL when it is
+ * longer (not terminated within its array) or fails check. */
+static int write_text(fm__mp_writer *w, const char *text, size_t size,
+                      int (*check)(const char *, size_t))
+{
+	size_t n = strnlen(text, size);
+
+	if (n >= size || (check != NULL && !check(text, n)))
+		return -EINVAL;
+	fm__mp_write_str(w, text, n);
+	return 0;
+}
+
+/* Reads a string into out (size bytes with the NUL); -EBADMSG when it is
+ * too long, holds a NUL, or fails check. */
+static int read_text(fm__mp_reader *r, char *out, size_t size,
+                     int (*check)(const char *, size_t))
+{
+	const char *s;
+	size_t n;
+
+	if (fm__mp_read_str(r, &s, &n) != 0 || n >= size ||
+	    memchr(s, '\0', n) != NULL || (check != NULL && !check(s, n)))
+		return -EBADMSG;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return 0;
+}
+
+static int job_id_write(const fm__msg *m, fm__mp_writer *w)
+{
+	return write_text(w, m->job_id, sizeof(m->job_id), fm__job_id_ok);
+}
+
+static int job_id_read(fm__mp_reader *r, fm__msg *out)
+{
+	return read_text(r, out->job_id, sizeof(out->job_id), fm__job_id_ok);
+}
+
+static int chunk_write(const fm__msg *m, fm__mp_writer *w, int nonempty)
+{
+	if (m->chunk_len > FM_JOB_CHUNK_BYTES ||
+	    (m->chunk == NULL && m->chunk_len > 0) ||
+	    (nonempty && m->chunk_len == 0))
+		return -EINVAL;
+	fm__mp_write_bin(w, m->chunk, m->chunk_len);
+	return 0;
+}
+
+static int chunk_read(fm__mp_reader *r, fm__msg *out, int nonempty)
+{
+	if (fm__mp_read_bin(r, &out->chunk, &out->chunk_len) != 0 ||
+	    out->chunk_len > FM_JOB_CHUNK_BYTES ||
+	    (nonempty && out->chunk_len == 0))
+		return -EBADMSG;
+	return 0;
+}
+
+/* A job message with the ID only: RUNNING, CANCEL, QUERY, ACK. */
+static int job_only_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	return job_id_write(m, w);
+}
+
+static int job_only_decode(fm__mp_reader *r, fm__msg *out)
+{
+	return job_id_read(r, out);
+}
+
+static int job_request_ok(const fm__msg *m)
+{
+	return m->total_len <= FM_JOB_INPUT_MAX && m->chunk_len <= m->total_len;
+}
+
+static int job_request_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	if (!job_request_ok(m) || job_id_write(m, w) != 0 ||
+	    write_text(w, m->service, sizeof(m->service),
+	               fm__service_name_ok) != 0)
+		return -EINVAL;
+	fm__mp_write_uint(w, m->timeout_ms);
+	fm__mp_write_uint(w, m->total_len);
+	return chunk_write(m, w, 0);
+}
+
+static int job_request_decode(fm__mp_reader *r, fm__msg *out)
+{
+	if (job_id_read(r, out) != 0 ||
+	    read_text(r, out->service, sizeof(out->service),
+	              fm__service_name_ok) != 0 ||
+	    fm__mp_read_uint(r, &out->timeout_ms) != 0 ||
+	    fm__mp_read_uint(r, &out->total_len) != 0 ||
+	    chunk_read(r, out, 0) != 0 || !job_request_ok(out))
+		return -EBADMSG;
+	return 0;
+}
+
+/* DATA and RESULT_DATA: a non-empty chunk at offset, within the ceiling. */
+static int job_data_ok(const fm__msg *m, uint64_t ceiling)
+{
+	return m->offset <= ceiling && m->chunk_len <= ceiling - m->offset;
+}
+
+static int job_data_encode_max(const fm__msg *m, fm__mp_writer *w,
+                               uint64_t ceiling)
+{
+	if (!job_data_ok(m, ceiling) || job_id_write(m, w) != 0)
+		return -EINVAL;
+	fm__mp_write_uint(w, m->offset);
+	return chunk_write(m, w, 1);
+}
+
+static int job_data_decode_max(fm__mp_reader *r, fm__msg *out, uint64_t ceiling)
+{
+	if (job_id_read(r, out) != 0 ||
+	    fm__mp_read_uint(r, &out->offset) != 0 ||
+	    chunk_read(r, out, 1) != 0 || !job_data_ok(out, ceiling))
+		return -EBADMSG;
+	return 0;
+}
+
+static int job_data_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	return job_data_encode_max(m, w, FM_JOB_INPUT_MAX);
+}
+
+static int job_data_decode(fm__mp_reader *r, fm__msg *out)
+{
+	return job_data_decode_max(r, out, FM_JOB_INPUT_MAX);
+}
+
+static int job_result_data_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	return job_data_encode_max(m, w, FM_JOB_OUTPUT_MAX);
+}
+
+static int job_result_data_decode(fm__mp_reader *r, fm__msg *out)
+{
+	return job_data_decode_max(r, out, FM_JOB_OUTPUT_MAX);
+}
+
+static int job_accept_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	if (m->offset > FM_JOB_INPUT_MAX || job_id_write(m, w) != 0)
+		return -EINVAL;
+	fm__mp_write_uint(w, m->offset);
+	return 0;
+}
+
+static int job_accept_decode(fm__mp_reader *r, fm__msg *out)
+{
+	if (job_id_read(r, out) != 0 ||
+	    fm__mp_read_uint(r, &out->offset) != 0 ||
+	    out->offset > FM_JOB_INPUT_MAX)
+		return -EBADMSG;
+	return 0;
+}
+
+static int job_refuse_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	if (job_id_write(m, w) != 0)
+		return -EINVAL;
+	return write_text(w, m->reason, sizeof(m->reason), NULL);
+}
+
+static int job_refuse_decode(fm__mp_reader *r, fm__msg *out)
+{
+	if (job_id_read(r, out) != 0 ||
+	    read_text(r, out->reason, sizeof(out->reason), NULL) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
+static int job_result_ok(const fm__msg *m)
+{
+	return (m->state == FM_JOB_DONE || m->state == FM_JOB_FAILED ||
+	        m->state == FM_JOB_TIMED_OUT || m->state == FM_JOB_CANCELLED) &&
+	       m->total_len <= FM_JOB_OUTPUT_MAX &&
+	       m->chunk_len <= m->total_len;
+}
+
+static int job_result_encode(const fm__msg *m, fm__mp_writer *w)
+{
+	if (!job_result_ok(m) || job_id_write(m, w) != 0)
+		return -EINVAL;
+	fm__mp_write_uint(w, m->state);
+	fm__mp_write_int(w, m->exit_status);
+	fm__mp_write_uint(w, m->total_len);
+	if (chunk_write(m, w, 0) != 0)
+		return -EINVAL;
+	return write_text(w, m->error, sizeof(m->error), NULL);
+}
+
+static int job_result_decode(fm__mp_reader *r, fm__msg *out)
+{
+	uint64_t state;
+	int64_t status;
+
+	if (job_id_read(r, out) != 0 || fm__mp_read_uint(r, &state) != 0 ||
+	    state > UINT8_MAX || fm__mp_read_int(r, &status) != 0 ||
+	    status < INT32_MIN || status > INT32_MAX ||
+	    fm__mp_read_uint(r, &out->total_len) != 0 ||
+	    chunk_read(r, out, 0) != 0 ||
+	    read_text(r, out->error, sizeof(out->error), NULL) != 0)
+		return -EBADMSG;
+	out->state = (uint8_t)state;
+	out->exit_status = (int32_t)status;
+	return job_result_ok(out) ? 0 : -EBADMSG;
+}
+
 static const msg_kind msg_kinds[] = {
         {FM__MSG_PING, 3, ping_encode, ping_decode},
         {FM__MSG_PONG, 3, ping_encode, ping_decode},
         {FM__MSG_RECORD, 2, record_encode, record_decode},
         {FM__MSG_REKEY, 1, NULL, NULL},
         {FM__MSG_CLOSE, 2, close_encode, close_decode},
+        {FM__MSG_JOB_REQUEST, 6, job_request_encode, job_request_decode},
+        {FM__MSG_JOB_DATA, 4, job_data_encode, job_data_decode},
+        {FM__MSG_JOB_ACCEPT, 3, job_accept_encode, job_accept_decode},
+        {FM__MSG_JOB_REFUSE, 3, job_refuse_encode, job_refuse_decode},
+        {FM__MSG_JOB_RUNNING, 2, job_only_encode, job_only_decode},
+        {FM__MSG_JOB_RESULT, 7, job_result_encode, job_result_decode},
+        {FM__MSG_JOB_RESULT_DATA, 4, job_result_data_encode,
+         job_result_data_decode},
+        {FM__MSG_JOB_CANCEL, 2, job_only_encode, job_only_decode},
+        {FM__MSG_JOB_QUERY, 2, job_only_encode, job_only_decode},
+        {FM__MSG_JOB_ACK, 2, job_only_encode, job_only_decode},
 };
 
 static const msg_kind *msg_kind_find(uint64_t type)

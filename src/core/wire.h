@@ -32,8 +32,15 @@
 #define FM__WIRE_MSG_ITEMS_MAX 1024
 /* Hard ceiling of fm__msgpack_check's max_depth (the size of its stack). */
 #define FM__MSGPACK_DEPTH_MAX 32
-/* Longest CLOSE reason, in bytes, without the NUL. */
+/* Longest CLOSE reason (and JOB_REFUSE reason), in bytes, without the NUL. */
 #define FM__WIRE_REASON_MAX 64
+/* Job messages (docs/PROTOCOL.md, "Jobs"). Input and output travel in
+ * chunks of at most FM_JOB_CHUNK_BYTES, so that the largest job message
+ * (a JOB_RESULT: chunk, job ID, error text and headers) stays well inside
+ * FM__WIRE_MSG_MAX_BYTES and every frame fits the 65,535-byte Noise limit. */
+#define FM_JOB_CHUNK_BYTES 60000
+/* Longest error text of a JOB_RESULT, in bytes, without the NUL. */
+#define FM__WIRE_JOB_ERROR_MAX (FM_JOB_ERROR_MAX - 1)
 
 /* ---- structural check ---------------------------------------------------- */
 
@@ -63,6 +70,9 @@ void fm__mp_reader_init(fm__mp_reader *r, const uint8_t *buf, size_t len);
  * canonical bytes re-encode and compare (record.c). */
 int fm__mp_read_array(fm__mp_reader *r, size_t *count);
 int fm__mp_read_uint(fm__mp_reader *r, uint64_t *value);
+/* A signed integer in any msgpack integer format (a uint above INT64_MAX is
+ * -EBADMSG). */
+int fm__mp_read_int(fm__mp_reader *r, int64_t *value);
 int fm__mp_read_bin(fm__mp_reader *r, const uint8_t **data, size_t *len);
 int fm__mp_read_str(fm__mp_reader *r, const char **data, size_t *len);
 /* 0 when every byte was consumed, -EBADMSG when bytes remain. */
@@ -84,6 +94,7 @@ typedef struct fm__mp_writer {
 void fm__mp_writer_init(fm__mp_writer *w, uint8_t *buf, size_t cap);
 void fm__mp_write_array(fm__mp_writer *w, size_t count);
 void fm__mp_write_uint(fm__mp_writer *w, uint64_t value);
+void fm__mp_write_int(fm__mp_writer *w, int64_t value);
 void fm__mp_write_bin(fm__mp_writer *w, const uint8_t *data, size_t len);
 void fm__mp_write_str(fm__mp_writer *w, const char *data, size_t len);
 /* 0 and *len = bytes written, or -ENOSPC when anything did not fit. */
@@ -99,7 +110,24 @@ enum fm__msg_type {
 	FM__MSG_RECORD = 3, /* [3, record:bin (<= FM_RECORD_MAX_BYTES)] */
 	FM__MSG_REKEY = 4,  /* [4] */
 	FM__MSG_CLOSE = 5,  /* [5, reason:str (<= FM__WIRE_REASON_MAX bytes)] */
+	/* Jobs (16-31; jobs.c). id: 1-64 bytes of [A-Za-z0-9._-]; chunk: bin
+	 * of at most FM_JOB_CHUNK_BYTES. */
+	FM__MSG_JOB_REQUEST = 16, /* [16, id, service:str, timeout_ms:uint,
+	                             total_len:uint, chunk] */
+	FM__MSG_JOB_DATA = 17,    /* [17, id, offset:uint, chunk (non-empty)] */
+	FM__MSG_JOB_ACCEPT = 18,  /* [18, id, offset:uint (input bytes held)] */
+	FM__MSG_JOB_REFUSE = 19,  /* [19, id, reason:str] */
+	FM__MSG_JOB_RUNNING = 20, /* [20, id] */
+	FM__MSG_JOB_RESULT = 21,  /* [21, id, state:uint, exit_status:int,
+	                             total_len:uint, chunk, error:str] */
+	FM__MSG_JOB_RESULT_DATA = 22, /* [22, id, offset:uint, chunk] */
+	FM__MSG_JOB_CANCEL = 23,      /* [23, id] */
+	FM__MSG_JOB_QUERY = 24,       /* [24, id] */
+	FM__MSG_JOB_ACK = 25,         /* [25, id] */
 };
+
+/* 1 for the job message types (the ones jobs.c handles). */
+#define FM__MSG_IS_JOB(t) ((t) >= FM__MSG_JOB_REQUEST && (t) <= FM__MSG_JOB_ACK)
 
 typedef struct fm__msg {
 	uint8_t type; /* enum fm__msg_type */
@@ -109,7 +137,23 @@ typedef struct fm__msg {
 	size_t record_len;
 	char reason[FM__WIRE_REASON_MAX +
 	            1]; /* NUL-terminated; no NUL inside */
+	/* Job messages: the fields their type uses (wire.h's table above). */
+	char job_id[FM_JOB_ID_MAX + 1];
+	char service[FM_SERVICE_NAME_MAX + 1];
+	uint64_t timeout_ms;
+	uint64_t total_len; /* input (REQUEST) or output (RESULT) bytes */
+	uint64_t offset;    /* DATA, RESULT_DATA: where chunk goes; ACCEPT */
+	uint8_t state;      /* RESULT: DONE, FAILED, TIMED_OUT or CANCELLED */
+	int32_t exit_status;
+	const uint8_t *chunk; /* decode: points into the input buffer */
+	size_t chunk_len;
+	char error[FM__WIRE_JOB_ERROR_MAX + 1]; /* RESULT; no NUL inside */
 } fm__msg;
+
+/* 1 when id[0..len) is a valid job ID: 1 to FM_JOB_ID_MAX bytes of
+ * [A-Za-z0-9._-] (so it never contains ':', which the core uses to tell
+ * served jobs from its own, see jobs.h). */
+int fm__job_id_ok(const char *id, size_t len);
 
 /* Encodes m (the fields its type uses) into out. -EINVAL for an unknown
  * type or a field over its limit, -ENOSPC when cap is too small, -EMSGSIZE

@@ -197,6 +197,8 @@ static int node_setup(void **state)
 
 	memset(f, 0, sizeof(*f));
 	memset(&cfg, 0, sizeof(cfg));
+	cfg.dht_disabled =
+	        1; /* nothing to maintain: see test_dht_wakes_rarely */
 	memset(&io, 0, sizeof(io));
 	io.ctx = f;
 	io.send_datagram = fake_send;
@@ -304,6 +306,34 @@ static void test_tick_idle_has_no_deadline(void **state)
 	assert_int_equal(st.ticks, 2);
 }
 
+/* With the DHT on, an idle node still has maintenance timers, but they are
+ * seconds apart: no busy polling. */
+static void test_dht_wakes_rarely(void **state)
+{
+	fm_node_config cfg;
+	fm_node *node = NULL;
+	uint64_t now = 1000, next;
+	fm_io io;
+	int i;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&io, 0, sizeof(io));
+	memset(&fake, 0, sizeof(fake));
+	io.ctx = &fake;
+	io.send_datagram = fake_send;
+	io.random_bytes = fake_random;
+	make_identity(&cfg.identity, 4);
+	assert_int_equal(fm_node_new(&cfg, &io, now, &node), 0);
+	for (i = 0; i < 20; i++) {
+		next = fm_node_tick(node, now);
+		assert_true(next != FM_DEADLINE_NONE);
+		assert_true(next >= now + 1000);
+		now = next;
+	}
+	fm_node_free(node);
+}
+
 static void test_version(void **state)
 {
 	(void)state;
@@ -333,6 +363,7 @@ int main(void)
 	                node_teardown),
 	        cmocka_unit_test_setup_teardown(test_tick_idle_has_no_deadline,
 	                                        node_setup, node_teardown),
+	        cmocka_unit_test(test_dht_wakes_rarely),
 	        cmocka_unit_test(test_version),
 	};
 

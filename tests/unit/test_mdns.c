@@ -296,6 +296,7 @@ static void node_new(int i, uint8_t fed, int mdns, int beacon, int with_v6)
 	memset(cfg.federation_key, fed, sizeof(cfg.federation_key));
 	cfg.mdns_enabled = (uint8_t)mdns;
 	cfg.beacon_enabled = (uint8_t)beacon;
+	cfg.dht_disabled = 1; /* discovery timing alone */
 	cfg.peer_port = PEER_PORT;
 	snprintf(cfg.hostname, sizeof(cfg.hostname), "host%d", i);
 	memset(&io, 0, sizeof(io));
@@ -941,9 +942,9 @@ static void test_query_backoff(void **state)
 	run_until(5ULL * 60 * 60 * 1000);
 	while (n < 16 && (k = next_pkt(0, k, is_ptr_query)) >= 0) {
 		const fm__dns_message *m = parse(&H.log[k]);
-		/* QU the first time only */
-		assert_int_equal(!!(m->questions[0].class_ & FM__DNS_CLASS_TOP),
-		                 n == 0);
+		/* always QM: unicast replies to a shared port 5353 may reach
+		 * another process (avahi-daemon) instead of us */
+		assert_int_equal(m->questions[0].class_ & FM__DNS_CLASS_TOP, 0);
 		at[n++] = H.log[k++].at;
 	}
 	/* 1 s, 2 s, ... 2048 s (68 min in all), then hourly */
@@ -1369,9 +1370,10 @@ static void test_late_joiner_found_fast(void **state)
 	node_new(1, FED_A, 1, 0, 0);
 	iface_up(1);
 	run_until(start + 1000);
-	/* the newcomer's first (QU) query is answered at once */
+	/* the newcomer's first query (20-120 ms after start) is answered
+	 * after the shared-record delay (20-120 ms) */
 	assert_true(opened_to(1, 0, &at));
-	assert_true(at - start <= 130);
+	assert_true(at - start <= 250);
 	/* and the old node learns the newcomer from its announcement */
 	assert_true(opened_to(0, 1, NULL));
 }
@@ -1616,6 +1618,7 @@ static void test_no_send_mdns_op(void **state)
 	memset(seed, 3, sizeof(seed));
 	assert_int_equal(fm_identity_from_seed(seed, &cfg.identity), 0);
 	cfg.mdns_enabled = 1;
+	cfg.dht_disabled = 1;
 	cfg.peer_port = PEER_PORT;
 	memset(&io, 0, sizeof(io));
 	io.ctx = &ctx_ids[0];

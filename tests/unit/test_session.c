@@ -602,10 +602,19 @@ static void test_unexpected_node_id(void **state)
 	info.addr_count = 1;
 	info.rtt_ms = -1;
 	assert_int_equal(fm_node_restore_peer(N.nodes[0], N.now, &info), 0);
-	run_until(N.now + 2000);
+	run_until(N.now + 60000);
 	fm_node_get_stats(N.nodes[0], &st);
-	assert_true(st.session_errors[FM_SESS_BAD_IDENTITY] >= 1);
+	/* B is a valid member, just not X: the address is stale for X, which
+	 * is neither penalised nor dialled there again */
+	assert_int_equal(st.session_errors[FM_SESS_WRONG_NODE], 1);
+	assert_int_equal(st.session_errors[FM_SESS_BAD_IDENTITY], 0);
 	assert_int_equal(connected_peers(0), 0);
+	get_peer(0, 0, &info);
+	assert_int_equal(info.addr_count, 0);
+	assert_true(info.reputation.invalid == 0);
+	assert_int_equal(info.state, FM_PEER_IDLE);
+	assert_string_equal(info.last_error,
+	                    "another node answers at this address");
 }
 
 static void test_idle_timeout_and_reconnect(void **state)
