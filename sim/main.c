@@ -47,6 +47,10 @@ static void usage(FILE *out)
 	        "and plots into DIR\n"
 	        "      --set SECTION.KEY=VALUE  override any scenario key "
 	        "(repeatable)\n"
+	        "      --strategy S          job routing: random, "
+	        "round_robin, least_pending,\n"
+	        "                            p2c, or all (one run per "
+	        "strategy, same seed)\n"
 	        "  -q, --quiet               no progress line, no summary\n"
 	        "  -v, --verbose             core log lines on stderr "
 	        "(-vv: debug)\n"
@@ -207,7 +211,7 @@ bad:
 
 int main(int argc, char **argv)
 {
-	enum { OPT_SEED = 256, OPT_SET, OPT_LIST, OPT_VERSION };
+	enum { OPT_SEED = 256, OPT_SET, OPT_LIST, OPT_VERSION, OPT_STRATEGY };
 	static const struct option opts[] = {
 	        {"scenario", required_argument, NULL, 's'},
 	        {"nodes", required_argument, NULL, 'n'},
@@ -215,6 +219,7 @@ int main(int argc, char **argv)
 	        {"duration", required_argument, NULL, 'd'},
 	        {"out", required_argument, NULL, 'o'},
 	        {"set", required_argument, NULL, OPT_SET},
+	        {"strategy", required_argument, NULL, OPT_STRATEGY},
 	        {"quiet", no_argument, NULL, 'q'},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"list-scenarios", no_argument, NULL, OPT_LIST},
@@ -223,7 +228,7 @@ int main(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	const char *scenario = NULL, *out_dir = NULL, *nodes = NULL,
-	           *seed = NULL, *duration = NULL;
+	           *seed = NULL, *duration = NULL, *strategy = NULL;
 	const char *overrides[OVERRIDES_MAX];
 	int override_count = 0, quiet = 0, verbose = -1, c, i, rc;
 	char path[PATH_MAX], err[512] = "";
@@ -240,6 +245,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_SEED:
 			seed = optarg;
+			break;
+		case OPT_STRATEGY:
+			strategy = optarg;
 			break;
 		case 'd':
 			duration = optarg;
@@ -309,19 +317,20 @@ int main(int argc, char **argv)
 	    (duration != NULL &&
 	     fms_scenario_set(&sc, "scenario", "duration", duration, err,
 	                      sizeof(err)) != 0) ||
+	    (strategy != NULL &&
+	     fms_scenario_set(&sc, "jobs", "strategy", strategy, err,
+	                      sizeof(err)) != 0) ||
 	    fms_scenario_check(&sc, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fedmesh-sim: %s\n", err);
 		return 2;
 	}
-	rc = fms_sim_new(&sc, &sim);
-	if (rc != 0) {
+	/* One run, or one per job routing strategy (jobs_workload.c). */
+	rc = fms_jobs_run(&sc, !quiet, verbose, &sim);
+	if (sim == NULL) {
 		fprintf(stderr, "fedmesh-sim: cannot set up the run: %s\n",
 		        strerror(-rc));
 		return 1;
 	}
-	sim->progress = !quiet;
-	sim->verbose = verbose;
-	rc = fms_sim_run(sim);
 	if (rc == 0 && out_dir != NULL)
 		rc = fms_report_write(sim, out_dir, path, quiet, err,
 		                      sizeof(err));

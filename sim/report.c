@@ -293,6 +293,14 @@ static json_t *results_json(const struct fms_sim *sim)
 		json_object_set_new(o, "churn", churn_json(sim));
 	if (sim->garbage > 0)
 		json_object_set_new(o, "garbage", garbage_json(sim));
+	if (sim->jobs != NULL) { /* jobs_workload.c */
+		json_object_set_new(o, "jobs", fms_jobs_json(sim));
+		json_object_set_new(o, "jobs_workload",
+		                    fms_jobs_workload_json(sim));
+		if (sim->sc.jobs.failover)
+			json_object_set_new(o, "failover",
+			                    fms_jobs_failover_json(sim));
+	}
 	return o;
 }
 
@@ -566,6 +574,8 @@ int fms_report_write(const struct fms_sim *sim, const char *dir,
 		rc = write_nodes(sim, dir, err, err_len);
 	if (rc == 0)
 		write_plots(sim, dir, quiet);
+	if (rc == 0)
+		rc = fms_jobs_write_files(sim, dir, quiet, err, err_len);
 	return rc;
 }
 
@@ -620,4 +630,5 @@ void fms_report_summary(const struct fms_sim *sim, FILE *out)
 		        "garbage: %u senders, %llu datagrams, %llu streams\n",
 		        sim->garbage, (unsigned long long)m->garbage_dgrams,
 		        (unsigned long long)m->garbage_streams);
+	fms_jobs_summary(sim, out);
 }

@@ -58,6 +58,7 @@ void fms_scenario_defaults(struct fms_scenario *sc)
 	sc->garbage_datagram_share = 0.5;
 	sc->garbage_max_bytes = 1600;
 	sc->sample_ms = 10 * 1000;
+	fms_jobs_params_default(&sc->jobs);
 }
 
 int fms_parse_duration_ms(const char *text, uint64_t *out)
@@ -353,6 +354,10 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 			rc = -EINVAL;
 	} else if (IS("output", "sample_interval")) {
 		rc = set_duration(&sc->sample_ms, value);
+	} else if (strcmp(section, "jobs") == 0 ||
+	           strcmp(section, "failover") == 0) {
+		return fms_jobs_params_set(&sc->jobs, section, key, value, err,
+		                           err_len);
 	} else {
 		return fail(err, err_len, "unknown key [%s] %s", section, key);
 	}
@@ -441,7 +446,8 @@ int fms_scenario_check(const struct fms_scenario *sc, char *err, size_t err_len)
 		            "crash: need mtbf > 0, restart_min <= restart_max");
 	if (sc->garbage_fraction > 0 && sc->garbage_interval_ms == 0)
 		return fail(err, err_len, "garbage: interval is 0");
-	return 0;
+	return fms_jobs_params_check(&sc->jobs, sc->nodes, sc->duration_ms, err,
+	                             err_len);
 }
 
 void fms_scenario_session_params(const struct fms_scenario *sc, double *p1,

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobs_workload.h"
 #include "netmodel.h"
 
 #define FMS_SCENARIO_NAME_MAX 63
@@ -71,6 +72,9 @@ struct fms_scenario {
 
 	/* [output] */
 	uint64_t sample_ms;
+
+	/* [jobs] and [failover] (jobs_workload.c) */
+	struct fms_jobs_params jobs;
 };
 
 void fms_scenario_defaults(struct fms_scenario *sc);

@@ -177,6 +177,12 @@ static void kick(struct fms_sim *sim, struct fms_node *nd)
 		schedule_tick(sim, nd, fm_node_tick(nd->core, now_ms(sim)));
 }
 
+void fms_sim_kick(struct fms_sim *sim, uint32_t node)
+{
+	if (node < sim->sc.nodes)
+		kick(sim, &sim->nodes[node]);
+}
+
 static int io_send_datagram(void *ctx, const fm_addr *to, const uint8_t *buf,
                             size_t len)
 {
@@ -429,6 +435,7 @@ static int node_start(struct fms_sim *sim, struct fms_node *nd, int restart)
 	io.peer_changed = io_peer_changed;
 	if (sim->verbose >= 0)
 		io.log = io_log;
+	fms_jobs_node_config(sim, idx, &cfg, &io); /* services, job ops */
 	rc = fm_node_new(&cfg, &io, now_ms(sim), &nd->core);
 	fm_identity_wipe(&cfg.identity);
 	if (rc != 0)
@@ -480,6 +487,7 @@ static void node_stop(struct fms_sim *sim, struct fms_node *nd,
 		fm_node_free(nd->core);
 		nd->core = NULL;
 	}
+	fms_jobs_node_stopped(sim, node_index(sim, nd)); /* its job runs die */
 	fms_net_ep_down(&sim->net, node_index(sim, nd), how);
 	nd->state = how == FMS_EP_CRASHED ? FMS_NODE_CRASHED : FMS_NODE_OFFLINE;
 	nd->incarnation++;
@@ -916,7 +924,7 @@ static int setup(struct fms_sim *sim)
 			     0);
 	}
 	sim->end_us = sim->sc.duration_ms * 1000;
-	return 0;
+	return fms_jobs_setup(sim); /* a no-op without [jobs] */
 }
 
 int fms_sim_new(const struct fms_scenario *sc, struct fms_sim **out)
@@ -961,6 +969,7 @@ void fms_sim_free(struct fms_sim *sim)
 	free(sim->m.reconnect.over);
 	free(sim->junk);
 	free(sim->rows);
+	fms_jobs_free(sim);
 	free(sim);
 }
 
@@ -1059,6 +1068,9 @@ static int dispatch(struct fms_sim *sim, const struct fms_event *ev)
 		partition_check(sim);
 		break;
 	default:
+		if (ev->type >= FMS_EV_JOBS_FIRST &&
+		    ev->type <= FMS_EV_JOBS_LAST)
+			return fms_jobs_dispatch(sim, ev);
 		break;
 	}
 	return 0;

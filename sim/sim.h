@@ -150,12 +150,16 @@ struct fms_sim {
 	struct fms_row *rows;
 	size_t row_count, row_cap;
 	double wall_s;
+	struct fms_jobs *jobs; /* the jobs workload (jobs_workload.c) */
 };
 
 int fms_sim_new(const struct fms_scenario *sc, struct fms_sim **out);
 void fms_sim_free(struct fms_sim *sim);
 /* Runs the scenario to its end. Returns 0 or a negative errno. */
 int fms_sim_run(struct fms_sim *sim);
+/* Calls fm_node_tick on a running node and reschedules its timer: for
+ * workloads that call into a core outside the engine's own events. */
+void fms_sim_kick(struct fms_sim *sim, uint32_t node);
 
 /* Simulated addresses: node i is 10.b.c.d:FMS_PORT with v = i + 1,
  * b = v & 255, c = (v >> 8) & 255, d = 1 + (v >> 16): the first 65,535

@@ -344,6 +344,17 @@ typedef struct fm_node fm_node;
 
 #define FM_NODE_SERVICES_MAX FM_RECORD_SERVICES_MAX
 
+/* How a node chooses where its own jobs run (docs/ROUTING.md). P2C is the
+ * production router; the others exist so that fedmesh-sim can compare
+ * them on the same scenario. */
+enum fm_job_strategy {
+	FM_JOB_ROUTE_P2C = 0, /* Peak-EWMA power of two choices (default) */
+	FM_JOB_ROUTE_RANDOM,
+	FM_JOB_ROUTE_ROUND_ROBIN,
+	FM_JOB_ROUTE_LEAST_PENDING,
+};
+#define FM_JOB_ROUTE_COUNT 4
+
 typedef struct fm_node_config {
 	fm_identity identity; /* copied into the node */
 	uint8_t federation_key[FM_FEDERATION_KEY_BYTES];
@@ -369,6 +380,8 @@ typedef struct fm_node_config {
 	 * /24 (IPv4) or /48 (IPv6) per bucket; 0 = the default. */
 	uint8_t dht_disabled;
 	uint8_t dht_subnet_max;
+	/* enum fm_job_strategy; 0 (P2C) unless comparing. */
+	uint8_t job_strategy;
 } fm_node_config;
 
 /* Why an inbound datagram was not accepted; one counter each. */

@@ -60,9 +60,10 @@ enum fm_cli_exit {
 #define FM_CLI_SMALL_FILE_MAX_BYTES 256
 #define FM_CLI_PATH_MAX 1024
 #define FM_CLI_URL_MAX 512
-/* Largest answer accepted. A peer list of tens of thousands of entries fits;
- * a runaway or hostile server cannot make us allocate without bound. */
-#define FM_CLI_RESPONSE_MAX_BYTES (16 * 1024 * 1024)
+/* Largest answer accepted. A peer list of tens of thousands of entries fits,
+ * and a job with the largest output (16 MiB, in base64); a runaway or
+ * hostile server cannot make us allocate without bound. */
+#define FM_CLI_RESPONSE_MAX_BYTES (32 * 1024 * 1024)
 #define FM_CLI_RESPONSE_INITIAL_BYTES 4096
 #define FM_CLI_TIMEOUT_DEFAULT_S 5.0
 #define FM_CLI_TIMEOUT_MAX_S 3600.0
@@ -112,6 +113,14 @@ typedef struct cli {
 	size_t args_count;
 	const char *addresses[FM_CLI_ADDRESSES_MAX]; /* invite --address */
 	size_t addresses_count;
+	int no_addresses; /* invite --no-addresses */
+	/* Jobs: run --id, --idempotent, --verbose; jobs --state. */
+	const char *job_id;
+	const char *state;
+	int idempotent;
+	int verbose;
+	int timeout_given;         /* run: --timeout is the job's timeout */
+	const char *method;        /* DELETE; NULL: GET, or POST with a body */
 	const char *state_dir_opt; /* --state-dir, NULL if not given */
 	int json;
 	int want_help;
@@ -130,6 +139,12 @@ static int cmd_peers(cli *c);
 static int cmd_id(cli *c);
 static int cmd_invite(cli *c);
 static int cmd_join(cli *c);
+static int cmd_run(cli *c);
+static int cmd_jobs(cli *c);
+static int cmd_job(cli *c);
+static int cmd_cancel(cli *c);
+static int cmd_dht(cli *c);
+static int cmd_find(cli *c);
 static int cmd_help(cli *c);
 
 static const cli_command commands[] = {
@@ -151,7 +166,7 @@ static const cli_command commands[] = {
          "  LAST SEEN   when it was last heard from\n"
          "  LAST ERROR  the last error talking to it\n",
          0, cmd_peers},
-        {"invite", " [--address HOST:PORT]...",
+        {"invite", " [--address HOST:PORT]... | --no-addresses",
          "Print an invite to this node's federation",
          "Print an invite to this node's federation (GET /v1/invite): one\n"
          "word starting with 'fedmesh1' that carries the federation key "
@@ -167,6 +182,13 @@ static const cli_command commands[] = {
          "of the\n"
          "                       ones the node advertises (repeatable, up "
          "to 8)\n"
+         "  --no-addresses       an invite with the federation key only: "
+         "the node\n"
+         "                       that joins finds its peers by local "
+         "discovery\n"
+         "                       (mDNS or the beacon), so both must be on "
+         "the\n"
+         "                       same LAN\n"
          "\n"
          "With --json: {\"invite\": \"fedmesh1...\", \"addresses\": "
          "[...]}.\n",
@@ -181,6 +203,80 @@ static const cli_command commands[] = {
          "Joining the federation the node is in already only adds the "
          "addresses.\n",
          1, cmd_join},
+        {"run", " SERVICE",
+         "Run a job: stdin is its input, its output goes to stdout",
+         "Run a job of SERVICE (POST /v1/jobs) with standard input as its "
+         "input,\n"
+         "wait for it, write its output to standard output (byte for "
+         "byte) and\n"
+         "exit with its exit status. The job runs where it finishes "
+         "soonest: on\n"
+         "a peer that offers SERVICE, or on this node (always, when it is "
+         "alone).\n"
+         "Built-in services: echo, sha256, sleep (input: milliseconds); "
+         "others\n"
+         "are the exec services of the daemon's configuration.\n"
+         "\n"
+         "  --timeout SECONDS  the job's timeout, all attempts included\n"
+         "                     (default: the daemon's [jobs] timeout)\n"
+         "  --id ID            the job's ID, an idempotency key: running "
+         "the same\n"
+         "                     ID again returns the first job's result\n"
+         "  --idempotent       the job may run twice (it may be hedged on "
+         "a\n"
+         "                     second node when the first is slow)\n"
+         "  --verbose          say on stderr where it ran, and every "
+         "attempt\n"
+         "  --json             print the job object instead of its output\n"
+         "\n"
+         "Exit status: the job's own when it ran to its end; 1 when it "
+         "failed,\n"
+         "timed out or was cancelled (the reason on stderr); 2, 3, 4 as "
+         "for\n"
+         "every command.\n",
+         1, cmd_run},
+        {"jobs", " [--state STATE]", "List the jobs submitted on this node",
+         "List the jobs submitted on this node, newest first (GET "
+         "/v1/jobs,\n"
+         "at most 100): ID, service, state, when it was created, the node "
+         "it ran\n"
+         "on, its exit status and error. --state shows one state only: "
+         "queued,\n"
+         "dispatched, running, done, failed, timed_out or cancelled.\n",
+         0, cmd_jobs},
+        {"job", " ID", "Show one job",
+         "Show one job (GET /v1/jobs/ID) and its attempts; with --json the "
+         "job\n"
+         "object, its output included (base64, output_b64).\n",
+         1, cmd_job},
+        {"cancel", " ID", "Cancel a job",
+         "Cancel a job that has not finished (DELETE /v1/jobs/ID): it is "
+         "stopped\n"
+         "wherever it runs and ends as cancelled.\n",
+         1, cmd_cancel},
+        {"dht", "", "Show the DHT routing table and lookup statistics",
+         "Show this node's Kademlia DHT (GET /v1/dht): routing table "
+         "entries\n"
+         "(live: not stale), addresses kept for re-joining, records "
+         "stored for\n"
+         "others, the fill of each non-empty bucket (bucket i holds nodes "
+         "whose\n"
+         "ID shares exactly i leading bits with this node's; 20 at most), "
+         "the\n"
+         "lookups so far (how many succeeded, mean hops and messages), "
+         "when the\n"
+         "table was last re-bootstrapped, and datagram counters.\n",
+         0, cmd_dht},
+        {"find", " SERVICE", "List the nodes that offer SERVICE (DHT)",
+         "Ask the DHT which nodes offer SERVICE (GET /v1/find/SERVICE) "
+         "and list\n"
+         "them: node ID (first 16 hex characters), the slots it offers "
+         "and its\n"
+         "addresses. The lookup takes at most 10 s (then HTTP 504); the "
+         "CLI\n"
+         "waits 15 s unless --timeout is given. With --json: an array of\n"
+         "{\"node_id\", \"addresses\", \"slots\"}.\n",
+         1, cmd_find},
         {"id", "", "Print this node's ID",
          "Print this node's ID (64 hex characters) and nothing else, for\n"
          "scripts. With --json: {\"node_id\": \"...\"}.\n",
@@ -548,6 +644,23 @@ static int args_parse(cli *c, int argc, char **argv)
 			c->want_version = 1;
 		} else if (strcmp(arg, "--json") == 0) {
 			c->json = 1;
+		} else if (strcmp(arg, "--no-addresses") == 0) {
+			c->no_addresses = 1;
+		} else if (strcmp(arg, "--idempotent") == 0) {
+			c->idempotent = 1;
+		} else if (strcmp(arg, "--verbose") == 0 ||
+		           strcmp(arg, "-v") == 0) {
+			c->verbose = 1;
+		} else if ((rc = option_value(c, "--id", argc, argv, &i,
+		                              &value)) != 0) {
+			if (rc < 0)
+				return rc;
+			c->job_id = value;
+		} else if ((rc = option_value(c, "--state", argc, argv, &i,
+		                              &value)) != 0) {
+			if (rc < 0)
+				return rc;
+			c->state = value;
 		} else if ((rc = option_value(c, "--state-dir", argc, argv, &i,
 		                              &value)) != 0) {
 			if (rc < 0)
@@ -567,6 +680,7 @@ static int args_parse(cli *c, int argc, char **argv)
 			rc = timeout_set(c, value);
 			if (rc < 0)
 				return rc;
+			c->timeout_given = 1;
 		} else if ((rc = option_value(c, "--address", argc, argv, &i,
 		                              &value)) != 0) {
 			if (rc < 0)
@@ -599,6 +713,22 @@ static int args_parse(cli *c, int argc, char **argv)
 		if (c->addresses_count > 0 && c->cmd->run != cmd_invite)
 			return usage_error(c, "--address is an option of "
 			                      "'fedmesh invite' only.");
+		if (c->no_addresses && c->cmd->run != cmd_invite)
+			return usage_error(c, "--no-addresses is an option of "
+			                      "'fedmesh invite' only.");
+		if (c->no_addresses && c->addresses_count > 0)
+			return usage_error(c, "--no-addresses and --address "
+			                      "cannot be combined.");
+		if ((c->job_id != NULL || c->idempotent || c->verbose) &&
+		    c->cmd->run != cmd_run)
+			return usage_error(c,
+			                   "--id, --idempotent and --verbose "
+			                   "are options of 'fedmesh run' "
+			                   "only.");
+		if (c->state != NULL && c->cmd->run != cmd_jobs)
+			return usage_error(c,
+			                   "--state is an option of 'fedmesh "
+			                   "jobs' only.");
 	}
 	return 0;
 }
@@ -1076,7 +1206,9 @@ static int http_setup(cli *c, CURL *h, const char *url,
 static int api_request(cli *c, const char *path, const char *body_json,
                        json_t **out)
 {
-	const char *method = body_json != NULL ? "POST" : "GET";
+	const char *method = c->method != NULL
+	                             ? c->method
+	                             : (body_json != NULL ? "POST" : "GET");
 	char url[FM_CLI_URL_MAX + 64];
 	char auth[sizeof("Authorization: Bearer ") + FM_CLI_TOKEN_HEX_LEN];
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -1140,6 +1272,13 @@ static int api_request(cli *c, const char *path, const char *body_json,
 	rc = http_setup(c, h, url, headers, &body, errbuf);
 	if (rc < 0)
 		goto cleanup;
+	if (c->method != NULL &&
+	    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method) != CURLE_OK) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EINVAL,
+		              "cannot set up the HTTP request (libcurl %s).",
+		              curl_version());
+		goto cleanup;
+	}
 	if (body_json != NULL &&
 	    (curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE,
 	                      (long)strlen(body_json)) != CURLE_OK ||
@@ -1402,6 +1541,43 @@ static void ago_text(json_t *v, time_t now, char *out, size_t cap)
 		snprintf(out, cap, "%lldd ago", ago_s / 86400);
 }
 
+/* "Discovery: mDNS, beacon on eth0, wlan0" from the status' discovery
+ * object; nothing for a daemon too old to send one. */
+static void discovery_line(const json_t *disc)
+{
+	char line[FM_CLI_FIELD_MAX_BYTES] = "";
+	char text[FM_CLI_FIELD_MAX_BYTES];
+	const json_t *names;
+	int mdns, beacon;
+	size_t i;
+
+	if (!json_is_object(disc))
+		return;
+	mdns = json_is_true(json_object_get(disc, "mdns"));
+	beacon = json_is_true(json_object_get(disc, "beacon"));
+	if (!mdns && !beacon) {
+		printf("Discovery: off\n");
+		return;
+	}
+	text_append(line, sizeof(line),
+	            mdns && beacon ? "mDNS, beacon"
+	                           : (mdns ? "mDNS" : "beacon"),
+	            FM_CLI_FIELD_MAX_COLS);
+	names = json_object_get(disc, "interfaces");
+	text_append(line, sizeof(line),
+	            json_array_size(names) > 0 ? " on " : " (no interface)",
+	            FM_CLI_FIELD_MAX_COLS);
+	for (i = 0; i < json_array_size(names); i++) {
+		value_text(json_array_get(names, i), text, sizeof(text),
+		           FM_CLI_CELL_MAX_COLS);
+		if (i > 0)
+			text_append(line, sizeof(line), ", ",
+			            FM_CLI_FIELD_MAX_COLS);
+		text_append(line, sizeof(line), text, FM_CLI_FIELD_MAX_COLS);
+	}
+	printf("Discovery: %s\n", line);
+}
+
 static int cmd_status(cli *c)
 {
 	char text[FM_CLI_FIELD_MAX_BYTES];
@@ -1472,6 +1648,7 @@ static int cmd_status(cli *c)
 	value_text(json_object_get(root, "api"), text, sizeof(text),
 	           FM_CLI_FIELD_MAX_COLS);
 	printf("API:       %s\n", text);
+	discovery_line(json_object_get(root, "discovery"));
 	rc = 0;
 cleanup:
 	json_decref(root);
@@ -1742,6 +1919,8 @@ static int cmd_invite(cli *c)
 			return usage_error(c, "too many or too long --address "
 			                      "values.");
 	}
+	if (c->no_addresses)
+		strcat(path, "?addresses=none");
 	rc = api_get(c, path, &root);
 	if (rc < 0)
 		goto cleanup;
@@ -1799,9 +1978,13 @@ static int cmd_join(cli *c)
 	}
 	boot = json_object_get(root, "bootstrap");
 	count = json_array_size(boot);
-	printf("Joined the federation; connecting to %zu bootstrap "
-	       "address(es).\n",
-	       count);
+	if (count == 0)
+		printf("Joined the federation; the invite has no address: "
+		       "peers on this LAN are found by local discovery.\n");
+	else
+		printf("Joined the federation; connecting to %zu bootstrap "
+		       "address(es).\n",
+		       count);
 	rc = 0;
 cleanup:
 	if (body != NULL) {
@@ -1813,7 +1996,805 @@ cleanup:
 	return rc;
 }
 
+/* ---- jobs ---------------------------------------------------------------- */
+
+/* What 'fedmesh run' reads from stdin at most: the protocol's ceiling (the
+ * daemon may take less, [jobs] input_max, and answers 413 beyond). */
+#define FM_CLI_JOB_INPUT_MAX FM_JOB_INPUT_MAX
+/* Longest ?wait= the API takes, and what an HTTP request may take beyond
+ * its wait before the CLI gives up on it. */
+#define FM_CLI_WAIT_MAX_S 300
+#define FM_CLI_WAIT_MARGIN_MS 10000
+/* Rows of 'fedmesh jobs' (the API's default page). */
+#define FM_CLI_JOBS_LIST_LIMIT 100
+/* "/v1/jobs/ID?wait=300" and "/v1/jobs?state=...&limit=..." */
+#define FM_CLI_JOB_PATH_MAX (FM_JOB_ID_MAX + 64)
+#define FM_CLI_STDIN_CHUNK_BYTES 65536
+
+static const char cli_b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Standard base64 with padding; NULL when out of memory. */
+static char *b64_encode(const uint8_t *in, size_t len)
+{
+	size_t out_len = 4 * ((len + 2) / 3);
+	char *out = malloc(out_len + 1);
+	size_t i, o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		             in[i + 2];
+
+		out[o++] = cli_b64[v >> 18];
+		out[o++] = cli_b64[(v >> 12) & 63];
+		out[o++] = cli_b64[(v >> 6) & 63];
+		out[o++] = cli_b64[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)in[i] << 16;
+
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		out[o++] = cli_b64[v >> 18];
+		out[o++] = cli_b64[(v >> 12) & 63];
+		out[o++] = i + 1 < len ? cli_b64[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static int b64_value(char ch)
+{
+	const char *p = ch != '\0' ? strchr(cli_b64, ch) : NULL;
+
+	return p != NULL ? (int)(p - cli_b64) : -1;
+}
+
+/* Decodes standard base64 (padding optional); -EINVAL for anything else. */
+static int b64_decode(const char *in, size_t len, uint8_t **out,
+                      size_t *out_len)
+{
+	uint8_t *buf;
+	uint32_t acc = 0;
+	size_t i, o = 0;
+	int bits = 0;
+
+	while (len > 0 && in[len - 1] == '=')
+		len--;
+	buf = malloc(len / 4 * 3 + 3);
+	if (buf == NULL)
+		return -ENOMEM;
+	for (i = 0; i < len; i++) {
+		int v = b64_value(in[i]);
+
+		if (v < 0) {
+			free(buf);
+			return -EINVAL;
+		}
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			buf[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	*out = buf;
+	*out_len = o;
+	return 0;
+}
+
+/* All of stdin, at most FM_CLI_JOB_INPUT_MAX bytes. */
+static int stdin_read_all(cli *c, uint8_t **out, size_t *len)
+{
+	uint8_t *buf = NULL, *grown;
+	size_t cap = 0, n = 0, got;
+
+	*out = NULL;
+	*len = 0;
+	for (;;) {
+		if (cap - n < FM_CLI_STDIN_CHUNK_BYTES) {
+			cap = cap != 0 ? 2 * cap : FM_CLI_STDIN_CHUNK_BYTES;
+			if (cap >
+			    FM_CLI_JOB_INPUT_MAX + FM_CLI_STDIN_CHUNK_BYTES)
+				cap = FM_CLI_JOB_INPUT_MAX +
+				      FM_CLI_STDIN_CHUNK_BYTES;
+			grown = realloc(buf, cap);
+			if (grown == NULL) {
+				free(buf);
+				return cli_fail(c, FM_CLI_EXIT_ERROR, -ENOMEM,
+				                "out of memory.");
+			}
+			buf = grown;
+		}
+		got = fread(buf + n, 1, cap - n, stdin);
+		n += got;
+		if (n > FM_CLI_JOB_INPUT_MAX) {
+			free(buf);
+			return cli_fail(c, FM_CLI_EXIT_ERROR, -EFBIG,
+			                "the input is larger than %u MiB, the "
+			                "most a job takes.",
+			                FM_CLI_JOB_INPUT_MAX / (1024 * 1024));
+		}
+		if (got == 0)
+			break;
+	}
+	if (ferror(stdin)) {
+		free(buf);
+		return cli_fail(c, FM_CLI_EXIT_ERROR, -EIO,
+		                "cannot read standard input.");
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* A job ID as the API takes it: [A-Za-z0-9._-], 1 to FM_JOB_ID_MAX
+ * characters, not starting with '.' (it names a directory). */
+static int job_id_valid(const char *id)
+{
+	size_t len = strlen(id), i;
+
+	if (len == 0 || len > FM_JOB_ID_MAX || id[0] == '.')
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((id[i] >= 'a' && id[i] <= 'z') ||
+		      (id[i] >= 'A' && id[i] <= 'Z') ||
+		      (id[i] >= '0' && id[i] <= '9') || id[i] == '.' ||
+		      id[i] == '_' || id[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* The exit of 'fedmesh run': the job's exit status when it ran to its
+ * end; 1, with the reason on stderr, when it did not. */
+static int job_exit(cli *c, json_t *job)
+{
+	char id[FM_CLI_FIELD_MAX_BYTES] = "", state[FM_CLI_CELL_MAX_BYTES];
+	char error[FM_CLI_FIELD_MAX_BYTES] = "";
+	json_t *status = json_object_get(job, "exit_status");
+	json_t *why = json_object_get(job, "error");
+	json_int_t code;
+
+	value_text(json_object_get(job, "id"), id, sizeof(id),
+	           FM_CLI_FIELD_MAX_COLS);
+	value_text(json_object_get(job, "state"), state, sizeof(state),
+	           FM_CLI_CELL_MAX_COLS);
+	if (json_is_string(why))
+		text_append(error, sizeof(error), json_string_value(why),
+		            FM_CLI_FIELD_MAX_COLS);
+	if (json_is_integer(status)) {
+		code = json_integer_value(status);
+		if (code == 0)
+			return 0;
+		if (error[0] != '\0')
+			fprintf(stderr, "fedmesh: job %s: %s\n", id, error);
+		c->exit_code =
+		        code > 0 && code < 256 ? (int)code : FM_CLI_EXIT_ERROR;
+		return -ECHILD;
+	}
+	if (strcmp(state, "done") == 0)
+		return 0;
+	return cli_fail(c, FM_CLI_EXIT_ERROR, -ECHILD, "job %s %s: %s", id,
+	                state, error[0] != '\0' ? error : "no reason given");
+}
+
+static int job_state_final(json_t *job)
+{
+	const char *s = json_string_value(json_object_get(job, "state"));
+
+	return s != NULL &&
+	       (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 ||
+	        strcmp(s, "timed_out") == 0 || strcmp(s, "cancelled") == 0);
+}
+
+/* One API request of the jobs commands: method (NULL: GET, or POST with a
+ * body) and an HTTP timeout that covers wait_s of long-poll. */
+static int job_request(cli *c, const char *method, const char *path,
+                       const char *body, long wait_s, json_t **out)
+{
+	long saved = c->timeout_ms;
+	int rc;
+
+	c->method = method;
+	if (wait_s > 0)
+		c->timeout_ms = wait_s * 1000 + FM_CLI_WAIT_MARGIN_MS;
+	rc = api_request(c, path, body, out);
+	c->method = NULL;
+	c->timeout_ms = saved;
+	return rc;
+}
+
+/* Every attempt of a job, one a line. Everything printed comes from the
+ * network: sanitised. */
+static void attempts_print(FILE *out, json_t *job, const char *self)
+{
+	char node[FM_CLI_CELL_MAX_BYTES], state[FM_CLI_CELL_MAX_BYTES];
+	char text[FM_CLI_FIELD_MAX_BYTES];
+	json_t *attempts = json_object_get(job, "attempts");
+	size_t i;
+
+	for (i = 0; i < json_array_size(attempts); i++) {
+		json_t *a = json_array_get(attempts, i);
+		const char *nid =
+		        json_string_value(json_object_get(a, "node_id"));
+		char start[FM_CLI_CELL_MAX_BYTES];
+
+		node[0] = '\0';
+		text_append(node, sizeof(node), nid != NULL ? nid : "?",
+		            FM_CLI_NODE_SHORT_LEN);
+		value_text(json_object_get(a, "outcome"), state, sizeof(state),
+		           FM_CLI_CELL_MAX_COLS);
+		value_text(json_object_get(a, "start"), start, sizeof(start),
+		           FM_CLI_CELL_MAX_COLS);
+		text[0] = '\0';
+		if (json_is_string(json_object_get(a, "error")))
+			text_append(
+			        text, sizeof(text),
+			        json_string_value(json_object_get(a, "error")),
+			        FM_CLI_ERROR_CELL_MAX_COLS);
+		fprintf(out, "  attempt %zu: %s%s at %s: %s%s%s\n", i + 1, node,
+		        self != NULL && nid != NULL && strcmp(self, nid) == 0
+		                ? " (this node)"
+		                : "",
+		        start, state, text[0] != '\0' ? ": " : "", text);
+	}
+}
+
+/* What 'fedmesh run --verbose' says on stderr: where the job ran and
+ * every attempt. */
+static void job_report(cli *c, json_t *job)
+{
+	char id[FM_CLI_FIELD_MAX_BYTES] = "", state[FM_CLI_CELL_MAX_BYTES];
+	char node[FM_CLI_CELL_MAX_BYTES] = "";
+	json_t *status = NULL, *ran_on;
+	const char *self = NULL;
+
+	if (api_get(c, "/v1/status", &status) == 0)
+		self = json_string_value(json_object_get(status, "node_id"));
+	value_text(json_object_get(job, "id"), id, sizeof(id),
+	           FM_CLI_FIELD_MAX_COLS);
+	value_text(json_object_get(job, "state"), state, sizeof(state),
+	           FM_CLI_CELL_MAX_COLS);
+	ran_on = json_object_get(job, "ran_on");
+	if (json_is_string(ran_on)) {
+		text_append(node, sizeof(node), json_string_value(ran_on),
+		            FM_CLI_NODE_SHORT_LEN);
+		fprintf(stderr,
+		        "fedmesh: job %s %s on %s (%s), %zu attempt(s)\n", id,
+		        state, node,
+		        self != NULL && strcmp(self,
+		                               json_string_value(ran_on)) == 0
+		                ? "this node"
+		                : "a peer",
+		        json_array_size(json_object_get(job, "attempts")));
+	} else {
+		fprintf(stderr, "fedmesh: job %s %s, %zu attempt(s)\n", id,
+		        state,
+		        json_array_size(json_object_get(job, "attempts")));
+	}
+	attempts_print(stderr, job, self);
+	json_decref(status);
+}
+
+static int cmd_run(cli *c)
+{
+	char path[FM_CLI_JOB_PATH_MAX];
+	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
+	json_t *request = NULL, *job = NULL, *next, *v;
+	uint8_t *input = NULL, *output = NULL;
+	size_t input_len = 0, output_len = 0;
+	char *b64 = NULL, *body = NULL;
+	const char *id;
+	long wait_s = FM_CLI_WAIT_MAX_S;
+	int rc;
+
+	if (c->args_count != 1)
+		return usage_error(c, "run needs the SERVICE to run, e.g. "
+		                      "'echo hello | fedmesh run sha256'.");
+	if (c->job_id != NULL && !job_id_valid(c->job_id)) {
+		text_append(shown, sizeof(shown), c->job_id,
+		            FM_CLI_ECHO_MAX_COLS);
+		return usage_error(c,
+		                   "--id '%s': a job ID is 1 to %d characters "
+		                   "of A-Z, a-z, 0-9, '.', '_' and '-', not "
+		                   "starting with '.'.",
+		                   shown, FM_JOB_ID_MAX);
+	}
+	rc = stdin_read_all(c, &input, &input_len);
+	if (rc < 0)
+		goto cleanup;
+	b64 = b64_encode(input != NULL ? input : (const uint8_t *)"",
+	                 input_len);
+	if (b64 == NULL) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -ENOMEM, "out of memory.");
+		goto cleanup;
+	}
+	request = json_pack("{s:s, s:s}", "service", c->args[0], "input_b64",
+	                    b64);
+	if (request != NULL && c->job_id != NULL)
+		json_object_set_new(request, "id", json_string(c->job_id));
+	if (request != NULL && c->timeout_given)
+		json_object_set_new(request, "timeout_ms",
+		                    json_integer((json_int_t)c->timeout_ms));
+	if (request != NULL && c->idempotent)
+		json_object_set_new(request, "idempotent", json_true());
+	if (request != NULL)
+		body = json_dumps(request, JSON_COMPACT);
+	if (body == NULL) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EINVAL,
+		              "cannot build the request (is SERVICE valid "
+		              "text?).");
+		goto cleanup;
+	}
+	/* With a timeout, no wait needs to be longer than the job. */
+	if (c->timeout_given && c->timeout_s + 1 < wait_s)
+		wait_s = (long)c->timeout_s + 1;
+	snprintf(path, sizeof(path), "/v1/jobs?wait=%ld", wait_s);
+	rc = job_request(c, NULL, path, body, wait_s, &job);
+	if (rc < 0)
+		goto cleanup;
+	id = json_string_value(json_object_get(job, "id"));
+	if (id == NULL || !job_id_valid(id)) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+		              "the answer to POST /v1/jobs has no job ID.");
+		goto cleanup;
+	}
+	/* Long-polls until the job is final; the daemon ends it at its
+	 * timeout at the latest. */
+	while (!job_state_final(job)) {
+		snprintf(path, sizeof(path), "/v1/jobs/%s?wait=%ld", id,
+		         wait_s);
+		rc = job_request(c, NULL, path, NULL, wait_s, &next);
+		if (rc < 0)
+			goto cleanup;
+		json_decref(job);
+		job = next;
+		id = json_string_value(json_object_get(job, "id"));
+		if (id == NULL || !job_id_valid(id)) {
+			rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+			              "unexpected answer to GET /v1/jobs/ID.");
+			goto cleanup;
+		}
+	}
+	if (c->verbose)
+		job_report(c, job);
+	if (c->json) {
+		rc = json_print(c, job);
+		if (rc < 0)
+			goto cleanup;
+	} else {
+		v = json_object_get(job, "output_b64");
+		if (json_is_string(v)) {
+			rc = b64_decode(json_string_value(v),
+			                json_string_length(v), &output,
+			                &output_len);
+			if (rc < 0) {
+				rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+				              "the job's output is not valid "
+				              "base64.");
+				goto cleanup;
+			}
+			if (output_len > 0 && fwrite(output, 1, output_len,
+			                             stdout) != output_len) {
+				rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EIO,
+				              "cannot write to standard "
+				              "output.");
+				goto cleanup;
+			}
+		}
+	}
+	rc = job_exit(c, job);
+cleanup:
+	free(output);
+	free(body);
+	free(b64);
+	free(input);
+	json_decref(request);
+	json_decref(job);
+	return rc;
+}
+
+enum {
+	JOB_COL_ID = 0,
+	JOB_COL_SERVICE,
+	JOB_COL_STATE,
+	JOB_COL_CREATED,
+	JOB_COL_RAN_ON,
+	JOB_COL_EXIT,
+	JOB_COL_ERROR,
+	JOB_COL_COUNT
+};
+
+static const char *const job_headers[JOB_COL_COUNT] = {
+        "ID", "SERVICE", "STATE", "CREATED", "RAN ON", "EXIT", "ERROR"};
+
+typedef struct job_row {
+	char cell[JOB_COL_COUNT][FM_CLI_CELL_MAX_BYTES];
+} job_row;
+
+static void job_row_format(json_t *job, time_t now, job_row *row)
+{
+	json_t *ran_on = json_object_get(job, "ran_on");
+
+	value_text(json_object_get(job, "id"), row->cell[JOB_COL_ID],
+	           FM_CLI_CELL_MAX_BYTES, FM_CLI_CELL_MAX_COLS);
+	value_text(json_object_get(job, "service"), row->cell[JOB_COL_SERVICE],
+	           FM_CLI_CELL_MAX_BYTES, FM_CLI_CELL_MAX_COLS);
+	value_text(json_object_get(job, "state"), row->cell[JOB_COL_STATE],
+	           FM_CLI_CELL_MAX_BYTES, FM_CLI_CELL_MAX_COLS);
+	ago_text(json_object_get(job, "created_at"), now,
+	         row->cell[JOB_COL_CREATED], FM_CLI_CELL_MAX_BYTES);
+	row->cell[JOB_COL_RAN_ON][0] = '\0';
+	if (json_is_string(ran_on))
+		text_append(row->cell[JOB_COL_RAN_ON], FM_CLI_CELL_MAX_BYTES,
+		            json_string_value(ran_on), FM_CLI_NODE_SHORT_LEN);
+	else
+		snprintf(row->cell[JOB_COL_RAN_ON], FM_CLI_CELL_MAX_BYTES, "-");
+	value_text(json_object_get(job, "exit_status"), row->cell[JOB_COL_EXIT],
+	           FM_CLI_CELL_MAX_BYTES, FM_CLI_CELL_MAX_COLS);
+	value_text(json_object_get(job, "error"), row->cell[JOB_COL_ERROR],
+	           FM_CLI_CELL_MAX_BYTES, FM_CLI_ERROR_CELL_MAX_COLS);
+}
+
+static void job_table_row(const char *const cells[JOB_COL_COUNT],
+                          const size_t width[JOB_COL_COUNT])
+{
+	size_t col, pad;
+
+	for (col = 0; col < JOB_COL_COUNT; col++) {
+		fputs(cells[col], stdout);
+		if (col + 1 == JOB_COL_COUNT)
+			break;
+		for (pad = text_cols(cells[col]); pad < width[col] + 2; pad++)
+			fputc(' ', stdout);
+	}
+	fputc('\n', stdout);
+}
+
+static int cmd_jobs(cli *c)
+{
+	static const char *const states[] = {
+	        "queued", "dispatched", "running",  "done",
+	        "failed", "timed_out",  "cancelled"};
+	char path[FM_CLI_JOB_PATH_MAX];
+	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
+	size_t width[JOB_COL_COUNT];
+	const char *cells[JOB_COL_COUNT];
+	json_t *root = NULL;
+	job_row row;
+	size_t i, col, w;
+	time_t now;
+	int rc, known = 0;
+
+	if (c->state != NULL) {
+		for (i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+			known |= strcmp(c->state, states[i]) == 0;
+		if (!known) {
+			text_append(shown, sizeof(shown), c->state,
+			            FM_CLI_ECHO_MAX_COLS);
+			return usage_error(c,
+			                   "--state '%s': one of queued, "
+			                   "dispatched, running, done, failed, "
+			                   "timed_out, cancelled.",
+			                   shown);
+		}
+		snprintf(path, sizeof(path), "/v1/jobs?state=%s&limit=%d",
+		         c->state, FM_CLI_JOBS_LIST_LIMIT);
+	} else {
+		snprintf(path, sizeof(path), "/v1/jobs?limit=%d",
+		         FM_CLI_JOBS_LIST_LIMIT);
+	}
+	rc = api_get(c, path, &root);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, root);
+		goto cleanup;
+	}
+	if (!json_is_array(root)) {
+		rc = cli_fail(
+		        c, FM_CLI_EXIT_ERROR, -EPROTO,
+		        "unexpected answer to GET /v1/jobs (not a list).");
+		goto cleanup;
+	}
+	if (json_array_size(root) == 0) {
+		puts("No jobs.");
+		rc = 0;
+		goto cleanup;
+	}
+	now = time(NULL);
+	for (col = 0; col < JOB_COL_COUNT; col++)
+		width[col] = strlen(job_headers[col]);
+	for (i = 0; i < json_array_size(root); i++) {
+		job_row_format(json_array_get(root, i), now, &row);
+		for (col = 0; col < JOB_COL_COUNT; col++) {
+			w = text_cols(row.cell[col]);
+			if (w > width[col])
+				width[col] = w;
+		}
+	}
+	job_table_row(job_headers, width);
+	for (i = 0; i < json_array_size(root); i++) {
+		job_row_format(json_array_get(root, i), now, &row);
+		for (col = 0; col < JOB_COL_COUNT; col++)
+			cells[col] = row.cell[col];
+		job_table_row(cells, width);
+	}
+	rc = 0;
+cleanup:
+	json_decref(root);
+	return rc;
+}
+
+static int job_id_arg(cli *c, const char *what)
+{
+	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
+
+	if (c->args_count != 1)
+		return usage_error(c, "%s needs a job ID.", what);
+	if (!job_id_valid(c->args[0])) {
+		text_append(shown, sizeof(shown), c->args[0],
+		            FM_CLI_ECHO_MAX_COLS);
+		return usage_error(c, "'%s' is not a job ID.", shown);
+	}
+	return 0;
+}
+
+static int cmd_job(cli *c)
+{
+	static const char *const fields[] = {
+	        "id",          "service",     "state",
+	        "created_at",  "finished_at", "ran_on",
+	        "exit_status", "output_len",  "error"};
+	char path[FM_CLI_JOB_PATH_MAX];
+	char text[FM_CLI_FIELD_MAX_BYTES];
+	json_t *job = NULL;
+	size_t i;
+	int rc;
+
+	rc = job_id_arg(c, "job");
+	if (rc < 0)
+		return rc;
+	snprintf(path, sizeof(path), "/v1/jobs/%s", c->args[0]);
+	rc = api_get(c, path, &job);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, job);
+		goto cleanup;
+	}
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		value_text(json_object_get(job, fields[i]), text, sizeof(text),
+		           FM_CLI_FIELD_MAX_COLS);
+		printf("%-12s %s\n", fields[i], text[0] != '\0' ? text : "-");
+	}
+	attempts_print(stdout, job, NULL);
+	rc = 0;
+cleanup:
+	json_decref(job);
+	return rc;
+}
+
+static int cmd_cancel(cli *c)
+{
+	char path[FM_CLI_JOB_PATH_MAX];
+	char text[FM_CLI_CELL_MAX_BYTES];
+	json_t *job = NULL;
+	int rc;
+
+	rc = job_id_arg(c, "cancel");
+	if (rc < 0)
+		return rc;
+	snprintf(path, sizeof(path), "/v1/jobs/%s", c->args[0]);
+	rc = job_request(c, "DELETE", path, NULL, 0, &job);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, job);
+		goto cleanup;
+	}
+	value_text(json_object_get(job, "state"), text, sizeof(text),
+	           FM_CLI_CELL_MAX_COLS);
+	if (strcmp(text, "cancelled") == 0)
+		printf("Cancelled.\n");
+	else
+		printf("Cancelling (the job is %s).\n", text);
+	rc = 0;
+cleanup:
+	json_decref(job);
+	return rc;
+}
+
 /* ---- main ---------------------------------------------------------------- */
+
+/* ---- the DHT: fedmesh dht, fedmesh find -------------------------------- */
+
+/* GET /v1/find waits up to 10 s for the lookup; the CLI waits a little
+ * longer unless --timeout says otherwise. */
+#define FM_CLI_FIND_TIMEOUT_S 15.0
+/* Width of a bucket's bar: one character per entry of k = 20. */
+#define FM_CLI_DHT_BAR_MAX 20
+#define FM_CLI_FIND_PATH_MAX (sizeof("/v1/find/") + FM_SERVICE_NAME_MAX)
+
+static uint64_t json_count(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	return json_is_integer(v) && json_integer_value(v) > 0
+	               ? (uint64_t)json_integer_value(v)
+	               : 0;
+}
+
+static int cmd_dht(cli *c)
+{
+	char text[FM_CLI_FIELD_MAX_BYTES];
+	char bar[FM_CLI_DHT_BAR_MAX + 1];
+	json_t *root = NULL, *lookups, *buckets, *b, *dg, *v;
+	size_t i;
+	int rc;
+
+	rc = api_get(c, "/v1/dht", &root);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, root);
+		goto cleanup;
+	}
+	if (!json_is_object(root)) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+		              "unexpected answer to GET /v1/dht (not a JSON "
+		              "object).");
+		goto cleanup;
+	}
+	if (!json_is_true(json_object_get(root, "enabled"))) {
+		puts("The DHT is disabled on this node (fedmeshd --no-dht).");
+		rc = 0;
+		goto cleanup;
+	}
+	printf("Routing table:   %" PRIu64 " entries, %" PRIu64 " live\n",
+	       json_count(root, "table_size"), json_count(root, "table_live"));
+	printf("Known addresses: %" PRIu64 "\n",
+	       json_count(root, "known_addrs"));
+	printf("Values stored:   %" PRIu64 "\n",
+	       json_count(root, "values_stored"));
+	buckets = json_object_get(root, "buckets");
+	if (json_array_size(buckets) > 0)
+		printf("Buckets (index, entries of %d):\n", FM_CLI_DHT_BAR_MAX);
+	for (i = 0; i < json_array_size(buckets); i++) {
+		uint64_t fill, n;
+
+		b = json_array_get(buckets, i);
+		fill = json_count(b, "fill");
+		n = fill > FM_CLI_DHT_BAR_MAX ? FM_CLI_DHT_BAR_MAX : fill;
+		memset(bar, '#', (size_t)n);
+		memset(bar + n, '.', FM_CLI_DHT_BAR_MAX - (size_t)n);
+		bar[FM_CLI_DHT_BAR_MAX] = '\0';
+		printf("  %3" PRIu64 "  %s %" PRIu64 "\n",
+		       json_count(b, "index"), bar, fill);
+	}
+	lookups = json_object_get(root, "lookups");
+	printf("Lookups:         %" PRIu64, json_count(lookups, "count"));
+	v = json_object_get(lookups, "success_rate");
+	if (json_is_number(v))
+		printf(", %.1f%% succeeded", 100.0 * json_number_value(v));
+	v = json_object_get(lookups, "hops_mean");
+	if (json_is_number(v))
+		printf(", %.2f hops", json_number_value(v));
+	v = json_object_get(lookups, "messages_mean");
+	if (json_is_number(v))
+		printf(", %.1f messages on average", json_number_value(v));
+	fputc('\n', stdout);
+	ago_text(json_object_get(root, "last_bootstrap"), time(NULL), text,
+	         sizeof(text));
+	printf("Last bootstrap:  %s\n", text);
+	dg = json_object_get(root, "datagrams");
+	printf("Datagrams:       %" PRIu64 " received, %" PRIu64
+	       " sent, %" PRIu64 " dropped; %" PRIu64 " RPC timeouts\n",
+	       json_count(dg, "received"), json_count(dg, "sent"),
+	       json_count(dg, "dropped"), json_count(root, "rpc_timeouts"));
+	rc = 0;
+cleanup:
+	json_decref(root);
+	return rc;
+}
+
+/* The service name rules of the protocol: [a-z0-9_.-], 1 to 32 bytes. */
+static int service_name_valid(const char *s)
+{
+	size_t len = strlen(s);
+	size_t i;
+
+	if (len == 0 || len > FM_SERVICE_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '.' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+static int cmd_find(cli *c)
+{
+	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
+	char path[FM_CLI_FIND_PATH_MAX];
+	char node[FM_CLI_CELL_MAX_BYTES];
+	char slots[FM_CLI_CELL_MAX_BYTES];
+	char addrs[FM_CLI_FIELD_MAX_BYTES];
+	char one[FM_CLI_CELL_MAX_BYTES];
+	json_t *root = NULL, *p, *list;
+	size_t i, j;
+	int rc;
+
+	if (c->args_count != 1)
+		return usage_error(c, "'fedmesh find' needs a SERVICE.");
+	if (!service_name_valid(c->args[0])) {
+		text_append(shown, sizeof(shown), c->args[0],
+		            FM_CLI_ECHO_MAX_COLS);
+		return usage_error(c,
+		                   "'%s' is not a service name (1 to %d "
+		                   "characters of a-z, 0-9, '_', '.', '-').",
+		                   shown, FM_SERVICE_NAME_MAX);
+	}
+	if (!c->timeout_given) {
+		c->timeout_s = FM_CLI_FIND_TIMEOUT_S;
+		c->timeout_ms = (long)(FM_CLI_FIND_TIMEOUT_S * 1000);
+	}
+	snprintf(path, sizeof(path), "/v1/find/%s", c->args[0]);
+	rc = api_get(c, path, &root);
+	if (rc < 0)
+		goto cleanup;
+	if (c->json) {
+		rc = json_print(c, root);
+		goto cleanup;
+	}
+	if (!json_is_array(root)) {
+		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+		              "unexpected answer to GET %s (not a list).",
+		              path);
+		goto cleanup;
+	}
+	if (json_array_size(root) == 0) {
+		printf("No provider of '%s' found in the DHT.\n", c->args[0]);
+		rc = 0;
+		goto cleanup;
+	}
+	printf("%-*s  %-5s  %s\n", FM_CLI_NODE_SHORT_LEN, "NODE", "SLOTS",
+	       "ADDRESSES");
+	for (i = 0; i < json_array_size(root); i++) {
+		p = json_array_get(root, i);
+		/* A prefix, like git's short hashes: cut without "...". */
+		snprintf(one, sizeof(one), "%.*s", FM_CLI_NODE_SHORT_LEN,
+		         json_is_string(json_object_get(p, "node_id"))
+		                 ? json_string_value(
+		                           json_object_get(p, "node_id"))
+		                 : "-");
+		node[0] = '\0';
+		text_append(node, sizeof(node), one, FM_CLI_CELL_MAX_COLS);
+		value_text(json_object_get(p, "slots"), slots, sizeof(slots),
+		           FM_CLI_CELL_MAX_COLS);
+		addrs[0] = '\0';
+		list = json_object_get(p, "addresses");
+		for (j = 0; j < json_array_size(list); j++) {
+			value_text(json_array_get(list, j), one, sizeof(one),
+			           FM_CLI_CELL_MAX_COLS);
+			if (j > 0)
+				text_append(addrs, sizeof(addrs), ", ",
+				            FM_CLI_FIELD_MAX_COLS);
+			text_append(addrs, sizeof(addrs), one,
+			            FM_CLI_FIELD_MAX_COLS);
+		}
+		printf("%-*s  %-5s  %s\n", FM_CLI_NODE_SHORT_LEN, node, slots,
+		       addrs[0] != '\0' ? addrs : "-");
+	}
+	rc = 0;
+cleanup:
+	json_decref(root);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {

@@ -173,6 +173,7 @@ struct fm__jobs {
 	uint8_t hash_key[crypto_shorthash_KEYBYTES];
 	fm_service local[FM_NODE_SERVICES_MAX]; /* local_services */
 	uint8_t local_count;
+	uint8_t strategy; /* enum fm_job_strategy */
 	/* own jobs */
 	struct htable jobs;
 	struct job *head;
@@ -467,6 +468,7 @@ static struct jrouter *router_get(fm_node *node, const char *service,
                                   uint64_t now_ms)
 {
 	struct fm__jobs *J = node->jobs;
+	fm__router_params rp;
 	struct jrouter *jr;
 	int i, slot = -1;
 
@@ -497,7 +499,9 @@ static struct jrouter *router_get(fm_node *node, const char *service,
 	jr = calloc(1, sizeof(*jr));
 	if (jr == NULL)
 		return NULL;
-	if (fm__router_init(&jr->r, rand_cb, node, NULL) != 0) {
+	fm__router_params_default(&rp);
+	rp.strategy = (enum fm__route_strategy)J->strategy;
+	if (fm__router_init(&jr->r, rand_cb, node, &rp) != 0) {
 		free(jr);
 		return NULL;
 	}
@@ -1098,7 +1102,6 @@ static int attempt_result(fm_node *node, struct job *j, size_t i,
                           const char *error)
 {
 	uint8_t id[FM_NODE_ID_BYTES];
-	int local = j->rt[i].local;
 	size_t k;
 
 	memcpy(id, j->attempts[i].node_id, sizeof(id));
@@ -1118,10 +1121,12 @@ static int attempt_result(fm_node *node, struct job *j, size_t i,
 	            error != NULL && error[0] != '\0'
 	                    ? error
 	                    : fm_job_state_name((enum fm_job_state)state));
-	/* A peer that could not run what it offers pays for it; a job that
-	 * ran out of its time did not necessarily fail the peer. */
-	if (!local && state == FM_JOB_FAILED)
-		reputation(node, id, now_ms, FM__REP_FAILURE);
+	/* A FAILED result is the job's own outcome (the program exited
+	 * non-zero, the input was bad), honestly reported: it costs the peer
+	 * routing weight and, repeated, an ejection (route_failure above),
+	 * but no reputation, which is for misbehaviour. Charging it made
+	 * fedmesh-sim ban every worker of a service that fails 5 % of its
+	 * jobs. Silence and protocol errors still cost reputation. */
 	derive_state(j);
 	if (live_attempts(j) > 0) {
 		emit_progress(node, j);
@@ -2246,7 +2251,8 @@ int fm__jobs_new(fm_node *node, const fm_node_config *cfg)
 	struct fm__jobs *J;
 	uint8_t i, k;
 
-	if (cfg->local_service_count > FM_NODE_SERVICES_MAX)
+	if (cfg->local_service_count > FM_NODE_SERVICES_MAX ||
+	    cfg->job_strategy >= FM_JOB_ROUTE_COUNT)
 		return -EINVAL;
 	for (i = 0; i < cfg->local_service_count; i++) {
 		const char *name = cfg->local_services[i].name;
@@ -2271,6 +2277,7 @@ int fm__jobs_new(fm_node *node, const fm_node_config *cfg)
 	                   sizeof(FM__JOBS_HASH_LABEL) - 1);
 	memcpy(J->local, cfg->local_services, sizeof(J->local));
 	J->local_count = cfg->local_service_count;
+	J->strategy = cfg->job_strategy;
 	J->gen = 1;
 	J->seen_gen = 1;
 	J->next_due = FM_DEADLINE_NONE;
@@ -2320,3 +2327,12 @@ void fm__jobs_free(fm_node *node)
 	free(J);
 	node->jobs = NULL;
 }
+
+_Static_assert((int)FM_JOB_ROUTE_P2C == (int)FM__ROUTE_P2C_PEAK_EWMA &&
+                       (int)FM_JOB_ROUTE_RANDOM == (int)FM__ROUTE_RANDOM &&
+                       (int)FM_JOB_ROUTE_ROUND_ROBIN ==
+                               (int)FM__ROUTE_ROUND_ROBIN &&
+                       (int)FM_JOB_ROUTE_LEAST_PENDING ==
+                               (int)FM__ROUTE_LEAST_PENDING &&
+                       FM_JOB_ROUTE_COUNT == (int)FM__ROUTE_STRATEGY_COUNT,
+               "public job strategies mirror the router's");

@@ -32,6 +32,10 @@
 #include <uv.h>
 
 #include "api.h"
+#include "api_jobs.h"
+#include "dht_api.h"
+#include "disc.h"
+#include "jobs.h"
 #include "log.h"
 #include "net.h"
 
@@ -50,7 +54,7 @@
 /* First allocation for a request body; it doubles up to the cap. */
 #define FMD_API_BODY_INITIAL_BYTES 4096
 /* The metrics page has a fixed set of lines (no per-peer labels). */
-#define FMD_API_METRICS_MAX_BYTES (16 * 1024)
+#define FMD_API_METRICS_MAX_BYTES (32 * 1024)
 /* Entries in one /v1/peers answer; the core's table is bounded well below
  * this, so reaching it means something upstream is wrong. */
 #define FMD_API_PEERS_MAX 4096
@@ -112,7 +116,22 @@ typedef struct api_req {
 	size_t body_alloc;
 	uint64_t body_seen_bytes; /* everything received, kept or not */
 	unsigned reject_status;   /* 413 or 500 to answer once the body ends */
+	/* Under /v1/jobs: api_jobs.c answers, with a larger body cap. */
+	int jobs;
+	size_t body_max;
+	void *jobs_state;
+	/* /v1/dht and /v1/find/: dht_api.c answers. */
+	int dht;
+	void *dht_state;
 } api_req;
+
+/* What is read of a body before the connection is dropped. */
+static size_t api_drain_max(const api_req *req)
+{
+	return req->body_max > FMD_API_BODY_DRAIN_MAX_BYTES
+	               ? req->body_max
+	               : FMD_API_BODY_DRAIN_MAX_BYTES;
+}
 
 /* A bounded text buffer for the metrics page. */
 typedef struct api_text {
@@ -361,6 +380,33 @@ static enum MHD_Result api_get_readyz(fmd_api *api, struct MHD_Connection *conn)
 	                        NULL);
 }
 
+static void api_clean_text(const char *src, size_t src_max, char *dst);
+
+/* What local discovery runs and where: the interfaces in use now. */
+static json_t *api_discovery_json(const fmd *d)
+{
+	char host[FM_HOSTNAME_MAX + sizeof(".local")];
+	json_t *names = json_array();
+	size_t i;
+
+	for (i = 0; names != NULL && i < fmd_disc_iface_count(d->disc); i++) {
+		const fmd_iface *ifc = fmd_disc_iface_get(d->disc, i);
+		char name[FM_IFACE_NAME_MAX + 1];
+
+		/* Interface names are chosen by whoever set up the host. */
+		api_clean_text(ifc->fm.name, FM_IFACE_NAME_MAX, name);
+		if (json_array_append_new(names, json_string(name)) != 0) {
+			json_decref(names);
+			return NULL;
+		}
+	}
+	snprintf(host, sizeof(host), "%s.local", fmd_disc_hostname(d->disc));
+	return json_pack("{s:b, s:b, s:s?, s:o}", "mdns",
+	                 fmd_disc_mdns_on(d->disc), "beacon",
+	                 fmd_disc_beacon_on(d->disc), "hostname",
+	                 d->disc != NULL ? host : NULL, "interfaces", names);
+}
+
 static enum MHD_Result api_get_status(fmd_api *api, struct MHD_Connection *conn)
 {
 	const fmd *d = api->d;
@@ -383,6 +429,11 @@ static enum MHD_Result api_get_status(fmd_api *api, struct MHD_Connection *conn)
 	        "proto", "udp", "addr", d->listen_udp, "proto", "tcp", "addr",
 	        d->listen_tcp, "api", d->api_addr, "started_at",
 	        have_started ? started : NULL);
+	if (body != NULL && json_object_set_new(body, "discovery",
+	                                        api_discovery_json(d)) != 0) {
+		json_decref(body);
+		body = NULL;
+	}
 	return api_respond_json(api, conn, MHD_HTTP_OK, body, NULL, NULL);
 }
 
@@ -542,6 +593,7 @@ fail:
 typedef struct api_invite_args {
 	fm_addr addrs[FM_INVITE_ADDRS_MAX];
 	size_t count;
+	int no_addresses;                /* addresses=none: the key alone */
 	char error[FMD_API_MESSAGE_MAX]; /* first problem; "" when none */
 } api_invite_args;
 
@@ -555,12 +607,24 @@ static enum MHD_Result api_invite_arg(void *cls, enum MHD_ValueKind kind,
 	(void)kind;
 	if (a->error[0] != '\0')
 		return MHD_NO;
+	if (strcmp(key, "addresses") == 0) {
+		if (value == NULL || strcmp(value, "none") != 0) {
+			api_clean_text(value != NULL ? value : "",
+			               sizeof(shown) - 1, shown);
+			snprintf(a->error, sizeof(a->error),
+			         "addresses='%s': the only value is 'none'",
+			         shown);
+			return MHD_NO;
+		}
+		a->no_addresses = 1;
+		return MHD_YES;
+	}
 	if (strcmp(key, "address") != 0) {
 		api_clean_text(key, sizeof(shown) - 1, shown);
-		snprintf(
-		        a->error, sizeof(a->error),
-		        "unknown query parameter '%s' (only address=HOST:PORT)",
-		        shown);
+		snprintf(a->error, sizeof(a->error),
+		         "unknown query parameter '%s' (only "
+		         "address=HOST:PORT or addresses=none)",
+		         shown);
 		return MHD_NO;
 	}
 	if (value == NULL || fm_addr_parse(value, &addr) != 0 ||
@@ -641,9 +705,18 @@ static enum MHD_Result api_get_invite(fmd_api *api, struct MHD_Connection *conn)
 		                a->error, NULL, NULL);
 		goto cleanup;
 	}
-	if (a->count == 0)
+	if (a->no_addresses && a->count > 0) {
+		ret = api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                "addresses=none and address=HOST:PORT "
+		                "contradict each other",
+		                NULL, NULL);
+		goto cleanup;
+	}
+	/* addresses=none: an invite for the same LAN, where the joining node
+	 * finds its peers by local discovery. */
+	if (a->count == 0 && !a->no_addresses)
 		api_default_invite_addrs(d, a);
-	if (a->count == 0) {
+	if (a->count == 0 && !a->no_addresses) {
 		ret = api_error(api, conn, MHD_HTTP_CONFLICT, "no_address",
 		                "this node advertises no address peers can "
 		                "dial; pass address=HOST:PORT",
@@ -798,11 +871,13 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	const fmd *d = api->d;
 	api_text t = {.buf = NULL, .len = 0, .cap = FMD_API_METRICS_MAX_BYTES};
 	uint64_t peers_by_state[FM_PEER_STATE_COUNT] = {0};
+	fmd_disc_counters disc;
 	fm_node_stats stats;
 	fm_node_status st;
 	unsigned r;
 	unsigned cls;
 
+	fmd_disc_get_counters(d->disc, &disc);
 	memset(&stats, 0, sizeof(stats));
 	memset(&st, 0, sizeof(st));
 	if (d->node != NULL) {
@@ -889,6 +964,53 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	api_text_printf(&t, "fedmesh_peers_banned_total %" PRIu64 "\n",
 	                stats.peers_banned);
 
+	api_text_family(&t, "fedmesh_mdns_packets_received_total", "counter",
+	                "mDNS packets received on the interfaces in use.");
+	api_text_printf(&t, "fedmesh_mdns_packets_received_total %" PRIu64 "\n",
+	                stats.mdns_received);
+	api_text_family(&t, "fedmesh_mdns_packets_sent_total", "counter",
+	                "mDNS packets sent (queries, answers, goodbyes).");
+	api_text_printf(&t, "fedmesh_mdns_packets_sent_total %" PRIu64 "\n",
+	                stats.mdns_sent);
+	api_text_family(&t, "fedmesh_mdns_malformed_total", "counter",
+	                "mDNS packets that failed to parse.");
+	api_text_printf(&t, "fedmesh_mdns_malformed_total %" PRIu64 "\n",
+	                stats.mdns_malformed);
+	api_text_family(&t, "fedmesh_mdns_send_errors_total", "counter",
+	                "mDNS packets the sockets failed to send.");
+	api_text_printf(&t, "fedmesh_mdns_send_errors_total %" PRIu64 "\n",
+	                disc.mdns_send_errors);
+	api_text_family(&t, "fedmesh_mdns_off_link_total", "counter",
+	                "Unicast mDNS packets dropped for an off-link source.");
+	api_text_printf(&t, "fedmesh_mdns_off_link_total %" PRIu64 "\n",
+	                disc.mdns_off_link);
+	api_text_family(&t, "fedmesh_beacons_sent_total", "counter",
+	                "Discovery beacons sent (announces and replies).");
+	api_text_printf(&t, "fedmesh_beacons_sent_total %" PRIu64 "\n",
+	                stats.beacons_sent);
+	api_text_family(&t, "fedmesh_beacons_received_total", "counter",
+	                "Discovery beacons of this federation received.");
+	api_text_printf(&t, "fedmesh_beacons_received_total %" PRIu64 "\n",
+	                stats.beacons_received);
+	api_text_family(&t, "fedmesh_beacons_invalid_total", "counter",
+	                "Beacon-like datagrams that failed to open (another "
+	                "federation, or forged).");
+	api_text_printf(&t, "fedmesh_beacons_invalid_total %" PRIu64 "\n",
+	                stats.beacons_invalid);
+	api_text_family(&t, "fedmesh_peers_discovered_total", "counter",
+	                "Members of this federation found by mDNS or the "
+	                "beacon.");
+	api_text_printf(&t, "fedmesh_peers_discovered_total %" PRIu64 "\n",
+	                stats.peers_discovered);
+	api_text_family(&t, "fedmesh_foreign_nodes_seen_total", "counter",
+	                "fedmesh nodes of other federations seen on the LAN.");
+	api_text_printf(&t, "fedmesh_foreign_nodes_seen_total %" PRIu64 "\n",
+	                stats.foreign_seen);
+	api_text_family(&t, "fedmesh_discovery_interfaces", "gauge",
+	                "Interfaces local discovery uses now.");
+	api_text_printf(&t, "fedmesh_discovery_interfaces %zu\n",
+	                fmd_disc_iface_count(d->disc));
+
 	api_text_family(&t, "fedmesh_peers", "gauge",
 	                "Peers in the peer table, by state.");
 	for (r = 0; r < FM_PEER_STATE_COUNT; r++) {
@@ -922,6 +1044,22 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	api_text_printf(&t, "fedmesh_udp_send_errors_total %" PRIu64 "\n",
 	                d->counters.udp_send_errors);
 
+	if (!t.overflow) {
+		int n = fmd_jobs_metrics(d, t.buf, t.len, t.cap);
+
+		if (n < 0)
+			t.overflow = 1;
+		else
+			t.len = (size_t)n;
+	}
+	if (!t.overflow) {
+		int n = fmd_dht_metrics(d, t.buf, t.len, t.cap);
+
+		if (n < 0)
+			t.overflow = 1;
+		else
+			t.len = (size_t)n;
+	}
 	if (t.overflow) {
 		free(t.buf);
 		fmd_log(FM_LOG_ERROR, "api", "metrics page over %d bytes",
@@ -1007,6 +1145,10 @@ static enum MHD_Result api_on_headers(fmd_api *api, struct MHD_Connection *conn,
 	/* Unknown paths need the token too, so the API's shape is not
 	 * revealed to whoever lacks it. */
 	req->route = api_route_find(url);
+	req->jobs = req->route == NULL && fmd_api_jobs_match(url);
+	req->dht = req->route == NULL && fmd_api_dht_match(url);
+	req->body_max = req->jobs ? FMD_API_JOBS_BODY_MAX_BYTES
+	                          : FMD_API_BODY_MAX_BYTES;
 	if ((req->route == NULL || !req->route->public_route) &&
 	    !api_bearer_ok(api, conn)) {
 		api->d->counters.http_unauthorized++;
@@ -1015,25 +1157,25 @@ static enum MHD_Result api_on_headers(fmd_api *api, struct MHD_Connection *conn,
 		                 "missing or wrong bearer token",
 		                 MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	}
-	if (api_content_length(conn) > FMD_API_BODY_DRAIN_MAX_BYTES)
+	if (api_content_length(conn) > (int64_t)api_drain_max(req))
 		return api_error(api, conn, MHD_HTTP_CONTENT_TOO_LARGE,
 		                 "payload_too_large", "request body too large",
 		                 NULL, NULL);
 	return MHD_YES;
 }
 
-/* Keeps up to FMD_API_BODY_MAX_BYTES of body; beyond that the request is
+/* Keeps up to req->body_max bytes of body; beyond that the request is
  * marked for a 413 and the rest thrown away. Returns -EMSGSIZE once the
  * drain limit is passed (the connection is then dropped unanswered: MHD
  * cannot answer in the middle of an upload). */
 static int api_req_take_body(api_req *req, const char *data, size_t len)
 {
 	req->body_seen_bytes += len;
-	if (req->body_seen_bytes > FMD_API_BODY_DRAIN_MAX_BYTES)
+	if (req->body_seen_bytes > api_drain_max(req))
 		return -EMSGSIZE;
 	if (req->reject_status != 0)
 		return 0;
-	if (len > FMD_API_BODY_MAX_BYTES - req->body_len) {
+	if (len > req->body_max - req->body_len) {
 		req->reject_status = MHD_HTTP_CONTENT_TOO_LARGE;
 		goto drop;
 	}
@@ -1044,8 +1186,8 @@ static int api_req_take_body(api_req *req, const char *data, size_t len)
 
 		while (want < req->body_len + len + 1)
 			want *= 2;
-		if (want > FMD_API_BODY_MAX_BYTES + 1)
-			want = FMD_API_BODY_MAX_BYTES + 1;
+		if (want > req->body_max + 1)
+			want = req->body_max + 1;
 		p = realloc(req->body, want);
 		if (p == NULL) {
 			req->reject_status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -1098,6 +1240,13 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn,
 		                 NULL, NULL);
 	if (req->reject_status != 0)
 		return api_respond_internal(api, conn);
+	if (req->dht)
+		return fmd_api_dht_request(api, api->d, conn, method, url,
+		                           &req->dht_state);
+	if (req->jobs)
+		return fmd_api_jobs_request(api, api->d, conn, method, url,
+		                            req->body, req->body_len,
+		                            &req->jobs_state);
 	if (req->route == NULL)
 		return api_error(api, conn, MHD_HTTP_NOT_FOUND, "not_found",
 		                 "no such endpoint", NULL, NULL);
@@ -1126,6 +1275,8 @@ static void api_on_completed(void *cls, struct MHD_Connection *conn,
 	(void)toe;
 	if (req == NULL)
 		return;
+	fmd_api_jobs_request_done(req->jobs_state);
+	fmd_api_dht_request_done(req->dht_state);
 	free(req->body);
 	free(req);
 	*req_cls = NULL;
@@ -1263,7 +1414,9 @@ int fmd_api_start(fmd *d, const char *addr, const char *token, fmd_api **out,
 	fm_addr fa;
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
-	unsigned int flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	/* Suspend/resume: the long-polls of /v1/jobs?wait (api_jobs.c). */
+	unsigned int flags =
+	        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
 	int epoll_fd;
 	uint16_t port;
 	int rc;
@@ -1373,5 +1526,31 @@ void fmd_api_stop(fmd_api *api)
 		return;
 	if (api->d->api == api)
 		api->d->api = NULL;
+	/* MHD must not stop with suspended connections. */
+	fmd_api_jobs_stop(api->d);
+	fmd_api_dht_stop(api->d);
+	if (api->mhd != NULL)
+		MHD_run(api->mhd);
 	api_release(api);
+}
+
+void fmd_api_kick(fmd_api *api)
+{
+	/* From the loop, not from here: this may run inside MHD_run. */
+	if (api != NULL && api->timer_inited)
+		uv_timer_start(&api->timer, api_on_timer, 0, 0);
+}
+
+enum MHD_Result fmd_api_respond_json(fmd_api *api, struct MHD_Connection *conn,
+                                     unsigned status, json_t *body)
+{
+	return api_respond_json(api, conn, status, body, NULL, NULL);
+}
+
+enum MHD_Result fmd_api_respond_error(fmd_api *api, struct MHD_Connection *conn,
+                                      unsigned status, const char *code,
+                                      const char *message, const char *allow)
+{
+	return api_error(api, conn, status, code, message,
+	                 allow != NULL ? MHD_HTTP_HEADER_ALLOW : NULL, allow);
 }

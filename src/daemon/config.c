@@ -29,6 +29,13 @@ enum {
 	OPT_PRINT_CONFIG,
 	OPT_ADVERTISE,
 	OPT_JOIN,
+	OPT_NO_MDNS,
+	OPT_NO_BEACON,
+	OPT_MDNS_INTERFACE,
+	OPT_MDNS_EXCLUDE,
+	OPT_MDNS_HOSTNAME,
+	OPT_NO_DHT,
+	OPT_DHT_SUBNET_MAX,
 };
 
 static const struct option long_options[] = {
@@ -42,6 +49,13 @@ static const struct option long_options[] = {
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"allow-root", no_argument, NULL, OPT_ALLOW_ROOT},
+        {"no-mdns", no_argument, NULL, OPT_NO_MDNS},
+        {"no-beacon", no_argument, NULL, OPT_NO_BEACON},
+        {"mdns-interface", required_argument, NULL, OPT_MDNS_INTERFACE},
+        {"mdns-exclude", required_argument, NULL, OPT_MDNS_EXCLUDE},
+        {"mdns-hostname", required_argument, NULL, OPT_MDNS_HOSTNAME},
+        {"no-dht", no_argument, NULL, OPT_NO_DHT},
+        {"dht-subnet-max", required_argument, NULL, OPT_DHT_SUBNET_MAX},
         {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -77,6 +91,10 @@ void fmd_config_defaults(fmd_config *cfg, const char *xdg_state_home,
 	cfg->log_format = FMD_LOG_TEXT;
 	cfg->log_level = FM_LOG_INFO;
 	cfg->allow_root = 0;
+	cfg->mdns = 1;
+	cfg->beacon = 1;
+	cfg->dht = 1;
+	fmd_jobs_config_defaults(&cfg->jobs);
 }
 
 int fmd_config_check_addr(const char *text)
@@ -121,6 +139,82 @@ static int parse_bool(const char *text, int *out)
 		return 0;
 	}
 	return -EINVAL;
+}
+
+/* One interface name pattern: what fnmatch() takes, without the
+ * separators and spaces of the list syntax. */
+static int check_iface_pattern(const char *p, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || len > FMD_IFACE_PATTERN_MAX)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (p[i] <= ' ' || p[i] > '~' || p[i] == ',' || p[i] == '/')
+			return -EINVAL;
+	return 0;
+}
+
+/* "name,name,..." appended to a pattern list; spaces around names are
+ * allowed. The list is only changed when every name is valid. */
+static int add_iface_patterns(char (*list)[FMD_IFACE_PATTERN_MAX + 1],
+                              size_t *count, const char *value,
+                              const char *what, char *err, size_t err_len)
+{
+	size_t n = *count;
+	const char *p = value;
+
+	for (;;) {
+		const char *end;
+		size_t len;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		end = p + strcspn(p, ",");
+		len = (size_t)(end - p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (check_iface_pattern(p, len) != 0) {
+			snprintf(err, err_len,
+			         "[discovery] %s: '%.*s' is not an interface "
+			         "name or pattern (1 to %d printable "
+			         "characters, no spaces, ',' or '/')",
+			         what, (int)(len > 64 ? 64 : len), p,
+			         FMD_IFACE_PATTERN_MAX);
+			return -EINVAL;
+		}
+		if (n >= FMD_IFACE_PATTERNS_MAX) {
+			snprintf(err, err_len,
+			         "[discovery] %s: at most %d interface names",
+			         what, FMD_IFACE_PATTERNS_MAX);
+			return -E2BIG;
+		}
+		memcpy(list[n], p, len);
+		list[n][len] = '\0';
+		n++;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	*count = n;
+	return 0;
+}
+
+/* An mDNS host label: letters, digits and '-', not at either end. */
+static int check_hostname(const char *name)
+{
+	size_t len = strlen(name);
+	size_t i;
+
+	if (len == 0 || len > FM_HOSTNAME_MAX || name[0] == '-' ||
+	    name[len - 1] == '-')
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		      (name[i] >= 'A' && name[i] <= 'Z') ||
+		      (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+			return -EINVAL;
+	return 0;
 }
 
 /* One option, from the file or a flag: the same checks for both. */
@@ -204,6 +298,66 @@ static int set_option(fmd_config *cfg, const char *section, const char *key,
 			         value);
 			return -EINVAL;
 		}
+	} else if (strcmp(section, "discovery") == 0 &&
+	           (strcmp(key, "mdns") == 0 || strcmp(key, "beacon") == 0)) {
+		if (parse_bool(value, strcmp(key, "mdns") == 0
+		                              ? &cfg->mdns
+		                              : &cfg->beacon) != 0) {
+			snprintf(err, err_len,
+			         "[discovery] %s must be true or false, not "
+			         "'%s'",
+			         key, value);
+			return -EINVAL;
+		}
+	} else if (strcmp(section, "discovery") == 0 &&
+	           strcmp(key, "interfaces") == 0) {
+		return add_iface_patterns(cfg->ifaces_include,
+		                          &cfg->ifaces_include_count, value,
+		                          key, err, err_len);
+	} else if (strcmp(section, "discovery") == 0 &&
+	           strcmp(key, "exclude") == 0) {
+		return add_iface_patterns(cfg->ifaces_exclude,
+		                          &cfg->ifaces_exclude_count, value,
+		                          key, err, err_len);
+	} else if (strcmp(section, "discovery") == 0 &&
+	           strcmp(key, "hostname") == 0) {
+		if (check_hostname(value) != 0) {
+			snprintf(err, err_len,
+			         "[discovery] hostname: '%s' is not a host "
+			         "label (1 to %d letters, digits or '-', not "
+			         "at either end, without .local)",
+			         value, FM_HOSTNAME_MAX);
+			return -EINVAL;
+		}
+		rc = copy_str(cfg->mdns_hostname, sizeof(cfg->mdns_hostname),
+		              value);
+	} else if (strcmp(section, "dht") == 0 && strcmp(key, "enabled") == 0) {
+		if (parse_bool(value, &cfg->dht) != 0) {
+			snprintf(err, err_len,
+			         "[dht] enabled must be true or false, not "
+			         "'%s'",
+			         value);
+			return -EINVAL;
+		}
+	} else if (strcmp(section, "dht") == 0 &&
+	           strcmp(key, "subnet_max") == 0) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' ||
+		    value[0] == '-' || n > FMD_DHT_SUBNET_MAX_MAX) {
+			snprintf(err, err_len,
+			         "[dht] subnet_max must be a number from 0 "
+			         "(the default, 2) to %d, not '%s'",
+			         FMD_DHT_SUBNET_MAX_MAX, value);
+			return -EINVAL;
+		}
+		cfg->dht_subnet_max = (unsigned)n;
+	} else if (fmd_jobs_config_owns(section)) {
+		return fmd_jobs_config_set(&cfg->jobs, section, key, value, err,
+		                           err_len);
 	} else {
 		snprintf(err, err_len, "unknown option [%s] %s", section, key);
 		return -EINVAL;
@@ -370,6 +524,8 @@ int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
 	const char *config_flag = NULL;
 	int bootstrap_from_flags = 0;
 	int advertise_from_flags = 0;
+	int include_from_flags = 0;
+	int exclude_from_flags = 0;
 	int opt;
 	int rc;
 
@@ -471,6 +627,35 @@ int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
 		case OPT_PRINT_CONFIG:
 			*action = FMD_ACTION_PRINT_CONFIG;
 			break;
+		case OPT_NO_MDNS:
+			cfg->mdns = 0;
+			break;
+		case OPT_NO_BEACON:
+			cfg->beacon = 0;
+			break;
+		case OPT_MDNS_INTERFACE:
+			if (!include_from_flags) {
+				cfg->ifaces_include_count = 0;
+				include_from_flags = 1;
+			}
+			section = "discovery", key = "interfaces";
+			break;
+		case OPT_MDNS_EXCLUDE:
+			if (!exclude_from_flags) {
+				cfg->ifaces_exclude_count = 0;
+				exclude_from_flags = 1;
+			}
+			section = "discovery", key = "exclude";
+			break;
+		case OPT_MDNS_HOSTNAME:
+			section = "discovery", key = "hostname";
+			break;
+		case OPT_NO_DHT:
+			cfg->dht = 0;
+			break;
+		case OPT_DHT_SUBNET_MAX:
+			section = "dht", key = "subnet_max";
+			break;
 		default:
 			break;
 		}
@@ -487,7 +672,7 @@ int fmd_config_resolve(fmd_config *cfg, int argc, char **argv,
 		         "--state-dir");
 		return -EINVAL;
 	}
-	return 0;
+	return fmd_jobs_config_check(&cfg->jobs, err, err_len);
 }
 
 void fmd_config_print(const fmd_config *cfg, FILE *out)
@@ -509,6 +694,18 @@ void fmd_config_print(const fmd_config *cfg, FILE *out)
 	        fmd_log_level_name(cfg->log_level));
 	fprintf(out, "\n[security]\nallow_root = %s\n",
 	        cfg->allow_root ? "true" : "false");
+	fprintf(out, "\n[discovery]\nmdns = %s\nbeacon = %s\n",
+	        cfg->mdns ? "true" : "false", cfg->beacon ? "true" : "false");
+	/* One name a line: a long list would not fit inih's line. */
+	for (i = 0; i < cfg->ifaces_include_count; i++)
+		fprintf(out, "interfaces = %s\n", cfg->ifaces_include[i]);
+	for (i = 0; i < cfg->ifaces_exclude_count; i++)
+		fprintf(out, "exclude = %s\n", cfg->ifaces_exclude[i]);
+	if (cfg->mdns_hostname[0] != '\0')
+		fprintf(out, "hostname = %s\n", cfg->mdns_hostname);
+	fprintf(out, "\n[dht]\nenabled = %s\nsubnet_max = %u\n",
+	        cfg->dht ? "true" : "false", cfg->dht_subnet_max);
+	fmd_jobs_config_print(&cfg->jobs, out);
 }
 
 void fmd_config_usage(FILE *out, const char *argv0)
@@ -553,6 +750,32 @@ void fmd_config_usage(FILE *out, const char *argv0)
 	        "per line)\n"
 	        "      --log-level LEVEL  error, warn, info (default) or "
 	        "debug\n"
+	        "      --no-mdns          no mDNS / DNS-SD (224.0.0.251, "
+	        "ff02::fb port 5353)\n"
+	        "      --no-beacon        no encrypted broadcast beacon on "
+	        "the peer port\n"
+	        "      --mdns-interface NAME\n"
+	        "                         discover peers only on interfaces "
+	        "matching NAME (a\n"
+	        "                         name or a wildcard, e.g. 'en*'; "
+	        "repeatable, up to %d)\n"
+	        "      --mdns-exclude NAME\n"
+	        "                         never discover on interfaces "
+	        "matching NAME (repeatable)\n"
+	        "      --mdns-hostname LABEL\n"
+	        "                         host name in mDNS records, without "
+	        ".local (default:\n"
+	        "                         this host's name and 8 hex digits "
+	        "of the node ID)\n"
+	        "      --no-dht           no Kademlia DHT (no discovery beyond "
+	        "the LAN and the\n"
+	        "                         bootstrap peers; 'fedmesh find' "
+	        "fails)\n"
+	        "      --dht-subnet-max N DHT routing table entries per "
+	        "IPv4 /24 or IPv6 /48 in\n"
+	        "                         one bucket (default 2; 0 to %d; "
+	        "loopback and private\n"
+	        "                         ranges are exempt)\n"
 	        "      --allow-root       run even as root (not "
 	        "recommended)\n"
 	        "      --print-config     print the effective configuration "
@@ -563,7 +786,11 @@ void fmd_config_usage(FILE *out, const char *argv0)
 	        "Files in the state directory: identity.key (0600), "
 	        "federation.key (0600),\n"
 	        "fedmesh.db, api.addr, api.token (0600). See fedmeshd(1) and "
-	        "fedmesh(1).\n",
+	        "fedmesh(1).\n"
+	        "Jobs and exec services: the [jobs] and [service.NAME] "
+	        "sections of the config\n"
+	        "file (fedmeshd(1), JOBS).\n",
 	        argv0, FMD_DEFAULT_LISTEN, FMD_DEFAULT_API, FMD_BOOTSTRAP_MAX,
-	        FMD_ADVERTISE_MAX);
+	        FMD_ADVERTISE_MAX, FMD_IFACE_PATTERNS_MAX,
+	        FMD_DHT_SUBNET_MAX_MAX);
 }

@@ -10,6 +10,7 @@
 
 #include "fedmesh/fedmesh.h"
 #include "log.h"
+#include "services.h"
 
 #define FMD_DEFAULT_PEER_PORT 7420
 #define FMD_DEFAULT_API_PORT 7421
@@ -19,8 +20,15 @@
 /* Addresses a node puts in its signed record and its invites. */
 #define FMD_ADVERTISE_MAX FM_RECORD_ADDRS_MAX
 #define FMD_PATH_MAX 1024
+/* Interface name patterns of [discovery] interfaces / exclude (fnmatch
+ * wildcards), and the longest one: twice IFNAMSIZ leaves room for
+ * bracket expressions. */
+#define FMD_IFACE_PATTERNS_MAX 16
+#define FMD_IFACE_PATTERN_MAX 32
 /* Longest config file line we accept; inih's own buffer is the bound. */
 #define FMD_CONFIG_FILE_MAX_BYTES (1024 * 1024)
+/* Largest [dht] subnet_max: a bucket's size (k = 20), i.e. no cap. */
+#define FMD_DHT_SUBNET_MAX_MAX 20
 
 typedef struct fmd_config {
 	char state_dir[FMD_PATH_MAX];
@@ -40,6 +48,28 @@ typedef struct fmd_config {
 	enum fmd_log_format log_format;
 	enum fm_log_level log_level;
 	int allow_root;
+	/* Local discovery ([discovery], docs/DISCOVERY.md). */
+	int mdns;   /* mDNS / DNS-SD on 224.0.0.251 and ff02::fb port 5353 */
+	int beacon; /* encrypted UDP broadcast beacon on the peer port */
+	/* Interfaces discovery may use: when the include list is empty, every
+	 * suitable interface but the default skip list (docker*, veth*, br-*,
+	 * tun*, tap*, wg*, loopback); otherwise only those matching it. The
+	 * exclude list applies in both cases. */
+	char ifaces_include[FMD_IFACE_PATTERNS_MAX][FMD_IFACE_PATTERN_MAX + 1];
+	size_t ifaces_include_count;
+	char ifaces_exclude[FMD_IFACE_PATTERNS_MAX][FMD_IFACE_PATTERN_MAX + 1];
+	size_t ifaces_exclude_count;
+	/* The mDNS host name (one label, without ".local"); "" = the system
+	 * host name with the node ID's first 8 hex digits appended. */
+	char mdns_hostname[FM_HOSTNAME_MAX + 1];
+	/* The Kademlia DHT ([dht], docs/DHT.md): on unless disabled;
+	 * subnet_max: routing table entries per /24 or /48 per bucket, 0 =
+	 * the core's default (FMD_DHT_SUBNET_MAX_MAX at most). */
+	int dht;
+	unsigned dht_subnet_max;
+	/* Jobs: [jobs] and the exec services of [service.NAME] sections
+	 * (services.h; file only, no flags). */
+	fmd_jobs_config jobs;
 } fmd_config;
 
 /* What the command line asked for besides configuration. */

@@ -13,7 +13,9 @@
 #include "store.h"
 
 struct fmd_api;
+struct fmd_disc;
 struct fmd_net;
+struct fmd_jobs;
 
 /* Counters of the daemon itself (the core keeps its own, fm_node_stats). */
 typedef struct fmd_counters {
@@ -31,6 +33,11 @@ typedef struct fmd {
 	fmd_store *store;
 	struct fmd_api *api;
 	struct fmd_net *net; /* NULL when no peer port is open (unit tests) */
+	/* Local discovery (disc.c); NULL when the network is not running. */
+	struct fmd_disc *disc;
+	/* The job executor and the durable queue (jobs.c); NULL until
+	 * fmd_jobs_new(). */
+	struct fmd_jobs *jobs;
 	/* The federation's pre-shared key, as in STATE_DIR/federation.key.
 	 * Kept here because the core does not hand it back: the only way out
 	 * of the process is inside an invite. */

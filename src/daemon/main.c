@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "jobs.h"
 #include "keyfile.h"
 #include "log.h"
 #include "net.h"
@@ -58,7 +59,10 @@ static void on_signal(uv_signal_t *h, int signum)
 	/* Stop accepting work; uv_run returns once the handles are closed. */
 	fmd_api_stop(d->api);
 	d->api = NULL;
-	fmd_net_stop(net);
+	fmd_jobs_stop(d);
+	/* Goodbyes first (mDNS TTL 0, CLOSE on each session), then the
+	 * sockets close once those have left or FMD_NET_LINGER_MS passed. */
+	fmd_net_shutdown(net);
 	net = NULL;
 	uv_signal_stop(&sig_int);
 	uv_signal_stop(&sig_term);
@@ -175,6 +179,10 @@ int main(int argc, char **argv)
 	int exit_code = 1;
 	int rc;
 
+	/* fedmeshd as the exec helper of a job (services.c): limits, then
+	 * the service's program; nothing else of the daemon runs. */
+	if (argc > 1 && strcmp(argv[1], FMD_EXEC_CHILD_FLAG) == 0)
+		return fmd_exec_child_main(argc, argv);
 	env.xdg_state_home = getenv("XDG_STATE_HOME");
 	env.xdg_config_home = getenv("XDG_CONFIG_HOME");
 	env.home = getenv("HOME");
@@ -243,9 +251,14 @@ int main(int argc, char **argv)
 	d->loop = uv_default_loop();
 	d->started_mono_ms = uv_now(d->loop);
 	d->started_unix_ms = unix_now_ms();
+	rc = fmd_jobs_new(d, err, sizeof(err));
+	if (rc != 0)
+		goto fail;
 	rc = fmd_net_start(d, &net, err, sizeof(err));
 	if (rc != 0)
 		goto fail;
+	/* Unfinished jobs of the last run go back to the core. */
+	fmd_jobs_start(d);
 	rc = write_token(d, token, err, sizeof(err));
 	if (rc != 0)
 		goto fail;
@@ -278,6 +291,7 @@ fail:
 cleanup:
 	fmd_api_stop(d->api);
 	d->api = NULL;
+	fmd_jobs_stop(d);
 	fmd_net_stop(net);
 	net = NULL;
 	if (d->loop != NULL) {
@@ -291,6 +305,7 @@ cleanup:
 			        "event loop closed with handles open");
 		remove_api_addr(d);
 	}
+	fmd_jobs_free(d);
 	fmd_store_close(d->store);
 	fm_identity_wipe(&d->identity);
 	sodium_memzero(d->federation_key, sizeof(d->federation_key));

@@ -5,6 +5,7 @@
  * go to the core as they arrive and leave when the core asks. */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <net/if.h>
@@ -15,6 +16,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dht_api.h"
+#include "disc.h"
+#include "jobs.h"
 #include "keyfile.h"
 #include "log.h"
 #include "net.h"
@@ -34,6 +38,10 @@
 #define FMD_NET_RESTORE_MAX 4096
 /* Path of a file in the state directory. */
 #define FMD_NET_PATH_MAX (FMD_PATH_MAX + 32)
+/* At shutdown, how long the CLOSE frames fm_node_shutdown() queued may
+ * take to leave before the sockets close anyway. The mDNS goodbyes need
+ * no wait: they are sent synchronously. */
+#define FMD_NET_LINGER_MS 500
 
 struct stream {
 	uv_tcp_t tcp;
@@ -41,6 +49,8 @@ struct stream {
 	uint64_t id;
 	int slot;
 	int closing;
+	uint32_t writes;        /* uv_write requests not completed yet */
+	int close_when_written; /* the core closed it with writes pending */
 };
 
 struct fmd_net {
@@ -49,7 +59,9 @@ struct fmd_net {
 	uv_tcp_t listener;
 	uv_timer_t timer;
 	int udp_open, listener_open, timer_open;
-	int stopping;        /* fmd_net_stop() was called */
+	int stopping;  /* fmd_net_stop() was called */
+	int lingering; /* fmd_net_shutdown() was called */
+	uint64_t writes_pending;
 	int handles_closing; /* close callbacks still to run */
 	uint8_t udp_buf[FMD_NET_UDP_BUF_BYTES];
 	int udp_buf_busy;
@@ -120,8 +132,14 @@ static void on_timer(uv_timer_t *timer);
  * re-arm the one libuv timer for the next deadline (or none). */
 static void reschedule(struct fmd_net *net)
 {
-	uint64_t now = fmd_now_ms(net->d);
-	uint64_t next = fm_node_tick(net->d->node, now);
+	uint64_t now;
+	uint64_t next;
+
+	/* After fm_node_shutdown() the timer counts down the linger. */
+	if (net->lingering || net->d->node == NULL)
+		return;
+	now = fmd_now_ms(net->d);
+	next = fm_node_tick(net->d->node, now);
 
 	if (next == FM_DEADLINE_NONE) {
 		uv_timer_stop(&net->timer);
@@ -167,7 +185,13 @@ static void close_stream(struct stream *s, int error, int notify)
 	if (s->closing)
 		return;
 	s->closing = 1;
-	uv_close((uv_handle_t *)&s->tcp, on_stream_closed);
+	/* uv_close() would cancel queued writes: when the core closes a
+	 * stream right after its last frame (a CLOSE), the frame leaves
+	 * first. */
+	if (!notify && error == 0 && s->writes > 0)
+		s->close_when_written = 1;
+	else
+		uv_close((uv_handle_t *)&s->tcp, on_stream_closed);
 	if (notify && net->d->node != NULL) {
 		fm_node_stream_closed(net->d->node, fmd_now_ms(net->d), s->id,
 		                      error);
@@ -192,6 +216,10 @@ static struct stream *new_stream(struct fmd_net *net)
 		free(s);
 		return NULL;
 	}
+	/* Frames are small and each is worth sending now: without this,
+	 * Nagle holds a job's next message for the peer's delayed ACK
+	 * (tens of ms a job). libuv applies it once the socket exists. */
+	(void)uv_tcp_nodelay(&s->tcp, 1);
 	s->net = net;
 	s->slot = slot;
 	s->id = make_stream_id(net, slot);
@@ -212,7 +240,19 @@ static void on_tcp_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
 	struct stream *s = h->data;
 
+	/* Shutting down: the node has said goodbye and hears nothing more. */
+	if (s->net == NULL || s->net->lingering)
+		return;
 	if (nread < 0) {
+		/* A stream the core closed already, waiting for its last
+		 * writes: the peer is gone, so they never will leave. */
+		if (s->close_when_written) {
+			s->close_when_written = 0;
+			if (!uv_is_closing((uv_handle_t *)&s->tcp))
+				uv_close((uv_handle_t *)&s->tcp,
+				         on_stream_closed);
+			return;
+		}
 		close_stream(s, nread == UV_EOF ? 0 : (int)nread, 1);
 		return;
 	}
@@ -282,14 +322,27 @@ struct write_req {
 	char data[];
 };
 
+static void linger_check(struct fmd_net *net);
+
 static void on_written(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
 	struct stream *s = req->handle->data;
+	struct fmd_net *net = s->net; /* NULL once fmd_net_stop() ran */
 
-	if (status != 0 && !s->closing)
-		close_stream(s, status, 1);
 	free(w);
+	s->writes--;
+	if (net != NULL)
+		net->writes_pending--;
+	if (s->close_when_written && s->writes == 0) {
+		s->close_when_written = 0;
+		if (!uv_is_closing((uv_handle_t *)&s->tcp))
+			uv_close((uv_handle_t *)&s->tcp, on_stream_closed);
+	} else if (status != 0 && !s->closing) {
+		close_stream(s, status, 1);
+	}
+	if (net != NULL)
+		linger_check(net);
 }
 
 static int io_stream_send(void *ctx, uint64_t stream_id, const uint8_t *buf,
@@ -309,9 +362,13 @@ static int io_stream_send(void *ctx, uint64_t stream_id, const uint8_t *buf,
 	memcpy(w->data, buf, len);
 	b = uv_buf_init(w->data, (unsigned)len);
 	rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_written);
-	if (rc != 0)
+	if (rc != 0) {
 		free(w);
-	return rc;
+		return rc;
+	}
+	s->writes++;
+	net->writes_pending++;
+	return 0;
 }
 
 static void io_stream_close(void *ctx, uint64_t stream_id)
@@ -358,8 +415,29 @@ static void io_log(void *ctx, enum fm_log_level level, const char *subsystem,
 static void io_peer_changed(void *ctx, const fm_peer_info *peer, int forgotten)
 {
 	struct fmd_net *net = ctx;
+	char id[FM_NODE_ID_HEX_LEN + 1];
 
+	/* Timestamps of state changes, for debugging (and bench/discovery.sh,
+	 * which times discovery from them). */
+	if (net->d->cfg.log_level >= FM_LOG_DEBUG) {
+		fm_hex_encode(peer->node_id, FM_NODE_ID_BYTES, id);
+		fmd_log_ids(
+		        FM_LOG_DEBUG, "net", id, NULL,
+		        "peer %.16s %s (source %s)", id,
+		        forgotten ? "forgotten"
+		                  : fm_peer_state_name(
+		                            (enum fm_peer_state)peer->state),
+		        fm_addr_source_name((enum fm_addr_source)peer->source));
+	}
 	fmd_peers_save(net->d, peer, forgotten);
+}
+
+static int io_send_mdns(void *ctx, uint32_t ifindex, const fm_addr *to,
+                        const uint8_t *buf, size_t len)
+{
+	struct fmd_net *net = ctx;
+
+	return fmd_disc_send_mdns(net->d->disc, ifindex, to, buf, len);
 }
 
 /* ---- sockets --------------------------------------------------------- */
@@ -384,7 +462,7 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 	fm_addr addr;
 	size_t len = nread > 0 ? (size_t)nread : 0;
 
-	if (nread < 0 || from == NULL)
+	if (nread < 0 || from == NULL || net->lingering)
 		return;
 	/* A datagram cut by the kernel is oversize by definition. */
 	if (flags & UV_UDP_PARTIAL)
@@ -603,6 +681,11 @@ void fmd_net_kick(fmd *d)
 {
 	if (d != NULL && d->net != NULL && d->node != NULL)
 		reschedule(d->net);
+}
+
+fmd *fmd_net_daemon(void *io_ctx)
+{
+	return ((struct fmd_net *)io_ctx)->d;
 }
 
 /* ---- advertised addresses ------------------------------------------------ */
@@ -1172,6 +1255,9 @@ int fmd_federation_join(fmd *d, const char *invite, fm_addr *addrs,
 				        "cannot clear the old federation's "
 				        "peers: %s",
 				        strerror(-rc));
+			/* Nor are its DHT addresses worth challenging. */
+			(void)fmd_store_setting_set(d->store,
+			                            FMD_DHT_TABLE_SETTING, "");
 		}
 		rc = bootstrap_setting_save(d, addrs, n);
 		if (rc < 0)
@@ -1186,8 +1272,10 @@ int fmd_federation_join(fmd *d, const char *invite, fm_addr *addrs,
 			contact_add(d, &addrs[i], FM_SRC_INVITE);
 		fmd_net_kick(d);
 	}
-	fmd_log(FM_LOG_INFO, "main", "%s federation; %zu bootstrap address(es)",
-	        same ? "already a member of this" : "joined a new", n);
+	fmd_log(FM_LOG_INFO, "main",
+	        "%s federation; %zu bootstrap address(es)%s",
+	        same ? "already a member of this" : "joined a new", n,
+	        n == 0 ? ": peers will be found by local discovery" : "");
 	*count = n;
 	rc = 0;
 cleanup:
@@ -1251,6 +1339,33 @@ int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len)
 	}
 	ncfg.advertise_count = (uint8_t)advertise_count;
 	log_advertised(ncfg.advertise, advertise_count);
+	/* Local discovery: the mDNS sockets open before the node exists, so
+	 * that its config can say whether mDNS runs. The beacon needs the
+	 * peer UDP socket to send to broadcast addresses. */
+	rc = fmd_disc_new(d, &bound, &d->disc);
+	if (rc != 0) {
+		snprintf(err, err_len, "cannot start local discovery: %s",
+		         strerror(-rc));
+		goto fail;
+	}
+	if (d->cfg.beacon) {
+		rc = uv_udp_set_broadcast(&net->udp, 1);
+		if (rc != 0)
+			fmd_log(FM_LOG_WARN, "net",
+			        "no SO_BROADCAST on the peer port (%s): the "
+			        "beacon cannot be sent",
+			        uv_strerror(rc));
+	}
+	io.send_mdns = io_send_mdns;
+	ncfg.mdns_enabled = (uint8_t)fmd_disc_mdns_on(d->disc);
+	ncfg.beacon_enabled = (uint8_t)fmd_disc_beacon_on(d->disc);
+	ncfg.peer_port = bound.port;
+	snprintf(ncfg.hostname, sizeof(ncfg.hostname), "%s",
+	         fmd_disc_hostname(d->disc));
+	/* Jobs: the executor's ops, the services offered and local ones. */
+	fmd_jobs_attach(d, &io, &ncfg);
+	ncfg.dht_disabled = (uint8_t)!d->cfg.dht;
+	ncfg.dht_subnet_max = (uint8_t)d->cfg.dht_subnet_max;
 	rc = fm_node_new(&ncfg, &io, fmd_now_ms(d), &d->node);
 	sodium_memzero(&ncfg, sizeof(ncfg));
 	if (rc != 0) {
@@ -1265,6 +1380,8 @@ int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len)
 		fmd_log(FM_LOG_WARN, "net", "cannot read stored peers: %s",
 		        strerror(-rc));
 	fmd_contacts_add(d);
+	/* The DHT table of the last run: rejoin without a bootstrap. */
+	fmd_dht_restore(d);
 	uv_timer_init(d->loop, &net->timer);
 	net->timer.data = net;
 	net->timer_open = 1;
@@ -1274,12 +1391,61 @@ int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len)
 		         uv_strerror(rc));
 		goto fail;
 	}
+	/* Interfaces last: reporting them re-arms the timer. */
+	fmd_disc_start(d->disc);
 	reschedule(net);
 	*out = net;
 	return 0;
 fail:
 	fmd_net_stop(net);
 	return rc;
+}
+
+static void on_linger_timer(uv_timer_t *timer)
+{
+	struct fmd_net *net = timer->data;
+
+	if (net->writes_pending > 0)
+		fmd_log(FM_LOG_DEBUG, "net",
+		        "%" PRIu64 " write(s) still queued at exit",
+		        net->writes_pending);
+	fmd_net_stop(net);
+}
+
+/* The last queued write completed: no reason to wait longer. */
+static void linger_check(struct fmd_net *net)
+{
+	if (net->lingering && !net->stopping && net->writes_pending == 0 &&
+	    net->timer_open)
+		uv_timer_start(&net->timer, on_linger_timer, 0, 0);
+}
+
+void fmd_net_shutdown(fmd_net *net)
+{
+	fmd *d;
+
+	if (net == NULL || net->lingering || net->stopping)
+		return;
+	d = net->d;
+	net->lingering = 1;
+	/* Nothing new comes in: no connections, no datagrams. */
+	close_handle((uv_handle_t *)&net->listener, &net->listener_open);
+	if (net->udp_open)
+		uv_udp_recv_stop(&net->udp);
+	if (net->timer_open)
+		uv_timer_stop(&net->timer);
+	if (d->node != NULL)
+		fm_node_shutdown(d->node, fmd_now_ms(d));
+	/* The goodbyes are out (sendmsg is synchronous): the mDNS sockets
+	 * and the interface watch can go. */
+	fmd_disc_free(d->disc);
+	d->disc = NULL;
+	if (!net->timer_open) {
+		fmd_net_stop(net);
+		return;
+	}
+	uv_timer_start(&net->timer, on_linger_timer,
+	               net->writes_pending > 0 ? FMD_NET_LINGER_MS : 0, 0);
 }
 
 void fmd_net_stop(fmd_net *net)
@@ -1294,10 +1460,17 @@ void fmd_net_stop(fmd_net *net)
 		if (net->streams[i] == NULL)
 			continue;
 		close_stream(net->streams[i], 0, 0);
+		/* Writes still queued are cancelled now. */
+		if (!uv_is_closing((uv_handle_t *)&net->streams[i]->tcp))
+			uv_close((uv_handle_t *)&net->streams[i]->tcp,
+			         on_stream_closed);
+		net->streams[i]->close_when_written = 0;
 		net->streams[i]->net = NULL;
 		net->streams[i] = NULL;
 	}
 	net->stopping = 1;
+	fmd_disc_free(net->d->disc);
+	net->d->disc = NULL;
 	close_handle((uv_handle_t *)&net->udp, &net->udp_open);
 	close_handle((uv_handle_t *)&net->listener, &net->listener_open);
 	close_handle((uv_handle_t *)&net->timer, &net->timer_open);

@@ -16,10 +16,19 @@ typedef struct fmd_net fmd_net;
 int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len);
 /* Closes sockets and the timer; frees the node. Accepts NULL. */
 void fmd_net_stop(fmd_net *net);
+/* Orderly stop (SIGTERM): stops accepting connections and datagrams,
+ * calls fm_node_shutdown() (mDNS goodbyes, CLOSE on every session),
+ * closes the discovery sockets, then lets queued writes leave for at most
+ * FMD_NET_LINGER_MS before calling fmd_net_stop() itself. The caller
+ * forgets net after this call. Accepts NULL. */
+void fmd_net_shutdown(fmd_net *net);
 
 /* After a call into the core from outside the network driver (the API):
  * runs what is due and re-arms the timer. A no-op without d->net. */
 void fmd_net_kick(fmd *d);
+/* The daemon of an fm_io ctx (the network driver): for ops implemented
+ * outside net.c (jobs.c). */
+fmd *fmd_net_daemon(void *io_ctx);
 
 /* ---- the node's record ------------------------------------------------- */
 

@@ -63,6 +63,42 @@ static const char *const migrations[] = {
         "ALTER TABLE peers ADD COLUMN bans INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE peers ADD COLUMN"
         " ban_remaining_ms INTEGER NOT NULL DEFAULT 0;",
+        /* 4: the durable job queue (src/daemon/jobstore.c speaks its SQL):
+         * every job submitted here, from before its 202 to the expiry of
+         * its result; and job_runs, the exec jobs this node started, so a
+         * job interrupted by a crash here is never started twice. The
+         * partial indexes serve the restart (unfinished jobs) and the
+         * sweep (expired results). */
+        "CREATE TABLE jobs ("
+        " id TEXT PRIMARY KEY,"
+        " service TEXT NOT NULL,"
+        " input BLOB NOT NULL,"
+        " timeout_ms INTEGER NOT NULL,"
+        " idempotent INTEGER NOT NULL DEFAULT 0,"
+        " state TEXT NOT NULL,"
+        " created_unix_ms INTEGER NOT NULL,"
+        " updated_unix_ms INTEGER NOT NULL,"
+        " finished_unix_ms INTEGER NOT NULL DEFAULT 0,"
+        " output BLOB,"
+        " exit_status INTEGER,"
+        " ran_on TEXT,"
+        " error TEXT,"
+        " attempts TEXT NOT NULL DEFAULT '[]');"
+        "CREATE INDEX jobs_created_idx ON jobs(created_unix_ms);"
+        "CREATE INDEX jobs_unfinished_idx ON jobs(created_unix_ms)"
+        " WHERE finished_unix_ms = 0;"
+        "CREATE INDEX jobs_finished_idx ON jobs(finished_unix_ms)"
+        " WHERE finished_unix_ms > 0;"
+        "CREATE TABLE job_runs ("
+        " id TEXT NOT NULL,"
+        " service TEXT NOT NULL,"
+        " started_unix_ms INTEGER NOT NULL,"
+        " finished_unix_ms INTEGER NOT NULL DEFAULT 0,"
+        " state TEXT,"
+        " exit_status INTEGER,"
+        " output BLOB,"
+        " error TEXT,"
+        " PRIMARY KEY (id, service));",
 };
 
 #define FMD_STORE_SCHEMA_LATEST \
@@ -453,6 +489,11 @@ void fmd_store_close(fmd_store *store)
 	sqlite3_exec(store->db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL,
 	             NULL);
 	store_free(store);
+}
+
+struct sqlite3 *fmd_store_db(fmd_store *store)
+{
+	return store != NULL ? store->db : NULL;
 }
 
 int fmd_store_schema_version(fmd_store *store)

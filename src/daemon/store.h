@@ -26,6 +26,10 @@ int fmd_store_open_at(const char *path, int target, fmd_store **out, char *err,
 void fmd_store_close(fmd_store *store);
 
 int fmd_store_schema_version(fmd_store *store);
+/* The connection itself, for modules that keep their SQL in a file of
+ * their own (jobstore.c); used on the loop thread only, like the rest. */
+struct sqlite3;
+struct sqlite3 *fmd_store_db(fmd_store *store);
 /* 1 when the connection runs with SQLITE_DBCONFIG_DEFENSIVE, 0 when not,
  * negative errno on error. Exists so tests can prove the hardening is on. */
 int fmd_store_defensive_enabled(fmd_store *store);

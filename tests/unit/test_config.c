@@ -358,6 +358,132 @@ static void test_advertise_and_join(void **state)
 	                 -E2BIG);
 }
 
+/* [discovery]: on by default; mdns/beacon booleans, interface lists with
+ * wildcards (comma lists or repeated keys), flags replace the file's
+ * lists, bad names are refused, and --print-config reads back the same. */
+static void test_discovery(void **state)
+{
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128];
+	char err[256];
+	char printed[4096];
+	char text[2048] = "[discovery]\n";
+	fmd_config cfg, again;
+	FILE *fp;
+	size_t n;
+	int i;
+
+	(void)state;
+	fmd_config_defaults(&cfg, NULL, "/home/u");
+	assert_int_equal(cfg.mdns, 1);
+	assert_int_equal(cfg.beacon, 1);
+	assert_int_equal(cfg.ifaces_include_count, 0);
+	assert_int_equal(cfg.ifaces_exclude_count, 0);
+	assert_string_equal(cfg.mdns_hostname, "");
+
+	snprintf(path, sizeof(path), "%s/disc.conf", tmpdir);
+	write_text(path, "[discovery]\nmdns = false\nbeacon = no\n"
+	                 "interfaces = eth0, wlan* ,en[ps]*\n"
+	                 "interfaces = usb0\nexclude = wlan1\n"
+	                 "hostname = my-box\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 0);
+	assert_int_equal(cfg.mdns, 0);
+	assert_int_equal(cfg.beacon, 0);
+	assert_int_equal(cfg.ifaces_include_count, 4);
+	assert_string_equal(cfg.ifaces_include[0], "eth0");
+	assert_string_equal(cfg.ifaces_include[1], "wlan*");
+	assert_string_equal(cfg.ifaces_include[2], "en[ps]*");
+	assert_string_equal(cfg.ifaces_include[3], "usb0");
+	assert_int_equal(cfg.ifaces_exclude_count, 1);
+	assert_string_equal(cfg.mdns_hostname, "my-box");
+
+	/* Flags: --mdns-interface replaces the file's list. */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, "--mdns-interface", "br0",
+	                         "--mdns-interface", "eth1", "--mdns-exclude",
+	                         "eth9", NULL),
+	                 0);
+	assert_int_equal(cfg.ifaces_include_count, 2);
+	assert_string_equal(cfg.ifaces_include[0], "br0");
+	assert_string_equal(cfg.ifaces_include[1], "eth1");
+	assert_int_equal(cfg.ifaces_exclude_count, 1);
+	assert_string_equal(cfg.ifaces_exclude[0], "eth9");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--no-mdns", "--mdns-hostname", "lab-7", NULL),
+	                 0);
+	assert_int_equal(cfg.mdns, 0);
+	assert_int_equal(cfg.beacon, 1);
+	assert_string_equal(cfg.mdns_hostname, "lab-7");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--no-beacon", NULL),
+	                 0);
+	assert_int_equal(cfg.mdns, 1);
+	assert_int_equal(cfg.beacon, 0);
+
+	/* Print and read back. */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 0);
+	fp = fmemopen(printed, sizeof(printed), "w");
+	assert_non_null(fp);
+	fmd_config_print(&cfg, fp);
+	n = (size_t)ftell(fp);
+	fclose(fp);
+	printed[n < sizeof(printed) ? n : sizeof(printed) - 1] = '\0';
+	assert_non_null(strstr(printed, "[discovery]\nmdns = false\n"));
+	fmd_config_defaults(&again, NULL, "/home/u");
+	assert_int_equal(fmd_config_load_string(&again, printed, "printed", err,
+	                                        sizeof(err)),
+	                 0);
+	assert_int_equal(again.mdns, 0);
+	assert_int_equal(again.beacon, 0);
+	assert_int_equal(again.ifaces_include_count, 4);
+	assert_string_equal(again.ifaces_include[2], "en[ps]*");
+	assert_int_equal(again.ifaces_exclude_count, 1);
+	assert_string_equal(again.mdns_hostname, "my-box");
+
+	/* Refused: not a boolean, empty or spaced names, separators, too
+	 * long, host names that are not one label. */
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-interface", "", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-interface", "eth0,,eth1", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-interface", "eth 0", NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "interfaces"));
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-exclude", "a/b", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-interface",
+	                         "abcdefghijklmnopqrstuvwxyz0123456789", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-hostname", "a.local", NULL),
+	                 -EINVAL);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+	                         "--mdns-hostname", "-x", NULL),
+	                 -EINVAL);
+	write_text(path, "[discovery]\nmdns = maybe\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -EINVAL);
+	assert_non_null(strstr(err, "mdns"));
+	for (i = 0; i <= FMD_IFACE_PATTERNS_MAX; i++)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		         "exclude = eth%d\n", i);
+	write_text(path, text);
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 -E2BIG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -368,6 +494,7 @@ int main(void)
 	        cmocka_unit_test(test_bootstrap_limit),
 	        cmocka_unit_test(test_actions_and_print_round_trip),
 	        cmocka_unit_test(test_advertise_and_join),
+	        cmocka_unit_test(test_discovery),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
