@@ -3,6 +3,7 @@
  * fixed formats, so two runs can be compared byte for byte. */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,18 @@
 #include "report.h"
 
 #define PATH_MAX_BYTES 4096
+
+/* CPU time of this process so far (user + system), seconds: unlike the
+ * wall time, it does not grow when other processes share the machine. */
+static double cpu_time_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 unsigned long long fms_peak_rss_bytes(void)
 {
@@ -274,6 +287,226 @@ static json_t *garbage_json(const struct fms_sim *sim)
 	return o;
 }
 
+/* Nearest-rank percentile of a hops histogram. */
+static uint64_t hops_percentile(const struct fms_lookup_metrics *lk, double pct)
+{
+	uint64_t total = 0, rank, seen = 0;
+	int h;
+
+	for (h = 0; h <= FMS_HOPS_MAX; h++)
+		total += lk->hops[h];
+	if (total == 0)
+		return 0;
+	rank = (uint64_t)ceil(pct / 100.0 * (double)total);
+	if (rank == 0)
+		rank = 1;
+	for (h = 0; h <= FMS_HOPS_MAX; h++) {
+		seen += lk->hops[h];
+		if (seen >= rank)
+			return (uint64_t)h;
+	}
+	return FMS_HOPS_MAX;
+}
+
+struct rtt_pair {
+	double rtt;
+	double weight;
+};
+
+static int cmp_rtt(const void *a, const void *b)
+{
+	double x = ((const struct rtt_pair *)a)->rtt,
+	       y = ((const struct rtt_pair *)b)->rtt;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The median RTT between two distinct honest nodes, from the regions
+ * they were placed in (the table's figures, without jitter). */
+static double median_rtt(const struct fms_sim *sim)
+{
+	struct rtt_pair pairs[FMS_NET_REGIONS_MAX * FMS_NET_REGIONS_MAX];
+	double counts[FMS_NET_REGIONS_MAX] = {0}, total = 0, seen = 0;
+	uint32_t i, j, n = 0, r = sim->sc.net.region_count;
+
+	for (i = 0; i < sim->sc.nodes; i++)
+		if (sim->nodes[i].kind == FMS_HONEST)
+			counts[sim->nodes[i].region] += 1;
+	for (i = 0; i < r; i++)
+		for (j = 0; j < r; j++) {
+			double w = i == j ? counts[i] * (counts[i] - 1)
+			                  : counts[i] * counts[j];
+			if (w <= 0)
+				continue;
+			pairs[n].rtt = sim->sc.net.rtt_ms[i][j];
+			pairs[n].weight = w;
+			total += w;
+			n++;
+		}
+	if (n == 0)
+		return 0;
+	qsort(pairs, n, sizeof(pairs[0]), cmp_rtt);
+	for (i = 0; i < n; i++) {
+		seen += pairs[i].weight;
+		if (seen >= total / 2)
+			return pairs[i].rtt;
+	}
+	return pairs[n - 1].rtt;
+}
+
+static json_t *lookups_json(const struct fms_sim *sim, int kind)
+{
+	const struct fms_lookup_metrics *lk = &sim->m.lk[kind];
+	json_t *o = json_object();
+	uint64_t count = lk->done + lk->start_errors;
+
+	set_u(o, "count", count);
+	set_d(o, "success_rate",
+	      count ? (double)lk->succeeded / (double)count : 0.0);
+	set_u(o, "succeeded", lk->succeeded);
+	set_d(o, "hops_mean",
+	      lk->succeeded ? (double)lk->hops_sum / (double)lk->succeeded
+	                    : 0.0);
+	set_u(o, "hops_p50", hops_percentile(lk, 50));
+	set_u(o, "hops_p99", hops_percentile(lk, 99));
+	set_u(o, "latency_ms_p50", fms_hist_percentile(&lk->latency, 50));
+	set_u(o, "latency_ms_p99", fms_hist_percentile(&lk->latency, 99));
+	set_d(o, "latency_ms_mean",
+	      lk->latency.count
+	              ? (double)lk->latency.sum_ms / (double)lk->latency.count
+	              : 0.0);
+	set_u(o, "latency_ms_max", lk->latency.max_ms);
+	set_d(o, "messages_per_lookup",
+	      lk->msg_samples ? (double)lk->msg_sum / (double)lk->msg_samples
+	                      : 0.0);
+	set_u(o, "messages_samples", lk->msg_samples);
+	set_u(o, "issued", lk->issued);
+	set_u(o, "start_errors", lk->start_errors);
+	set_u(o, "failed", lk->failed_status);
+	if (kind == FMS_LK_NODE)
+		set_u(o, "wrong_record", lk->wrong_record);
+	set_u(o, "cancelled", lk->cancelled);
+	set_u(o, "no_issuer", lk->no_issuer);
+	set_u(o, "all_latency_ms_p50",
+	      fms_hist_percentile(&lk->latency_all, 50));
+	set_u(o, "all_latency_ms_p99",
+	      fms_hist_percentile(&lk->latency_all, 99));
+	if (kind == FMS_LK_NODE) {
+		double rtt = median_rtt(sim);
+		double bound = 2.0 * rtt * (double)hops_percentile(lk, 50);
+		set_d(o, "rtt_ms_p50_pairs", rtt);
+		set_d(o, "rtt_ms_mean_succeeded",
+		      lk->rtt_samples ? lk->rtt_sum_ms / (double)lk->rtt_samples
+		                      : 0.0);
+		set_d(o, "median_bound_ms", bound);
+		json_object_set_new(
+		        o, "median_within_bound",
+		        json_boolean(lk->latency.count > 0 &&
+		                     (double)fms_hist_percentile(&lk->latency,
+		                                                 50) <= bound));
+	} else {
+		set_u(o, "providers", sim->m.providers);
+		set_d(o, "providers_per_lookup_mean",
+		      lk->succeeded ? (double)lk->providers_sum /
+		                              (double)lk->succeeded
+		                    : 0.0);
+	}
+	return o;
+}
+
+static json_t *dht_json(const struct fms_sim *sim)
+{
+	json_t *o = json_object();
+	fm_dht_stats st;
+	uint32_t up = 0, i;
+
+	for (i = 0; i < sim->sc.nodes; i++)
+		up += sim->nodes[i].core != NULL;
+	fms_dht_sum(sim, &st);
+	set_s(o, "bootstrap_mode", fms_boot_mode_name(sim->sc.boot_mode));
+	set_u(o, "bootstrap_fixed", sim->sc.boot_fixed);
+	set_u(o, "subnet_max", sim->sc.subnet_max);
+	set_d(o, "table_size_mean", up ? (double)st.table_size / up : 0.0);
+	set_d(o, "table_live_fraction",
+	      st.table_size ? (double)st.table_live / st.table_size : 0.0);
+	set_d(o, "known_addrs_mean", up ? (double)st.known_addrs / up : 0.0);
+	set_d(o, "values_stored_mean",
+	      up ? (double)st.values_stored / up : 0.0);
+	set_u(o, "lookups_all", st.lookups);
+	set_u(o, "lookups_all_succeeded", st.lookups_succeeded);
+	set_u(o, "bootstrap_rounds", st.bootstraps);
+	if (sim->sc.join_refresh) {
+		set_u(o, "join_refresh_lookups", sim->m.refresh_lookups);
+		set_u(o, "join_refresh_errors", sim->m.refresh_errors);
+	}
+	set_u(o, "datagrams_sent", st.datagrams_sent);
+	set_u(o, "datagrams_received", st.datagrams_received);
+	set_u(o, "datagrams_dropped", st.datagrams_dropped);
+	set_u(o, "rpc_timeouts", st.rpc_timeouts);
+	set_d(o, "datagrams_sent_per_node_s",
+	      sim->honest && sim->end_us
+	              ? (double)st.datagrams_sent / sim->honest /
+	                        ((double)sim->end_us / 1e6)
+	              : 0.0);
+	return o;
+}
+
+static json_t *sybil_json(const struct fms_sim *sim)
+{
+	const struct fms_metrics *m = &sim->m;
+	json_t *o = json_object();
+	char hex[2 * FM_NODE_ID_BYTES + 1];
+	int kind = sim->sc.sybil_target == FMS_SYBIL_SERVICE ? FMS_LK_PROVIDER
+	                                                     : FMS_LK_NODE;
+	const struct fms_lookup_metrics *lk = &m->lk[kind];
+
+	fm_hex_encode(sim->target_key, FM_NODE_ID_BYTES, hex);
+	set_u(o, "sybils", sim->sc.sybils);
+	set_u(o, "liars", sim->sc.liars);
+	set_s(o, "target",
+	      sim->sc.sybil_target == FMS_SYBIL_SERVICE ? "service" : "node");
+	set_s(o, "target_key", hex);
+	if (sim->sc.sybil_target == FMS_SYBIL_NODE)
+		set_u(o, "victim", sim->victim);
+	set_u(o, "prefix_bits", sim->sc.sybil_prefix_bits);
+	set_u(o, "prefix_bits_min", m->sybil_prefix_min);
+	set_u(o, "prefix_bits_max", m->sybil_prefix_max);
+	set_u(o, "grind_tries", m->grind_tries);
+	set_u(o, "target_lookups", lk->victim_done);
+	set_u(o, "target_lookups_succeeded", lk->victim_succeeded);
+	set_d(o, "target_success_rate",
+	      lk->victim_done
+	              ? (double)lk->victim_succeeded / (double)lk->victim_done
+	              : 0.0);
+	set_u(o, "adversary_datagrams_in", m->adv_dgrams_in);
+	set_u(o, "adversary_datagrams_out", m->adv_dgrams_out);
+	set_u(o, "proofs_sent", m->adv_proofs);
+	set_u(o, "lying_answers", m->adv_lies);
+	set_u(o, "stores_swallowed", m->adv_stores_swallowed);
+	set_u(o, "crawl_requests", m->adv_crawls);
+	return o;
+}
+
+static json_t *discovery_json(const struct fms_sim *sim)
+{
+	const struct fms_metrics *m = &sim->m;
+	json_t *o = json_object();
+
+	set_u(o, "segments", m->lan_segments);
+	set_u(o, "segment_size", sim->sc.lan_segment_size);
+	set_d(o, "lan_delay_ms", sim->sc.lan_delay_ms);
+	set_u(o, "mdns_packets", m->mdns_packets);
+	set_u(o, "mdns_deliveries", m->mdns_deliveries);
+	set_u(o, "nodes_measured", m->disc_first.count);
+	set_u(o, "first_peer_ms_p50", fms_hist_percentile(&m->disc_first, 50));
+	set_u(o, "first_peer_ms_p99", fms_hist_percentile(&m->disc_first, 99));
+	set_u(o, "all_found", m->disc_all.count);
+	set_u(o, "all_peers_ms_p50", fms_hist_percentile(&m->disc_all, 50));
+	set_u(o, "all_peers_ms_p99", fms_hist_percentile(&m->disc_all, 99));
+	set_u(o, "all_peers_ms_max", m->disc_all.max_ms);
+	return o;
+}
+
 static json_t *results_json(const struct fms_sim *sim)
 {
 	json_t *o = json_object();
@@ -293,6 +526,18 @@ static json_t *results_json(const struct fms_sim *sim)
 		json_object_set_new(o, "churn", churn_json(sim));
 	if (sim->garbage > 0)
 		json_object_set_new(o, "garbage", garbage_json(sim));
+	if (sim->sc.dht)
+		json_object_set_new(o, "dht", dht_json(sim));
+	if (sim->sc.dht && sim->sc.lookup_rate > 0)
+		json_object_set_new(o, "lookups",
+		                    lookups_json(sim, FMS_LK_NODE));
+	if (sim->sc.dht && sim->sc.provider_rate > 0)
+		json_object_set_new(o, "provider_lookups",
+		                    lookups_json(sim, FMS_LK_PROVIDER));
+	if (sim->sc.sybils > 0 || sim->sc.liars > 0)
+		json_object_set_new(o, "sybil", sybil_json(sim));
+	if (sim->sc.lan)
+		json_object_set_new(o, "discovery", discovery_json(sim));
 	if (sim->jobs != NULL) { /* jobs_workload.c */
 		json_object_set_new(o, "jobs", fms_jobs_json(sim));
 		json_object_set_new(o, "jobs_workload",
@@ -396,6 +641,8 @@ static int write_nodes(const struct fms_sim *sim, const char *dir, char *err,
 {
 	static const char *const states[] = {"unborn", "up", "crashed",
 	                                     "offline"};
+	static const char *const kinds[] = {"honest", "garbage", "sybil",
+	                                    "liar"};
 	char path[PATH_MAX_BYTES];
 	FILE *f = open_out(dir, "nodes.csv", path, sizeof(path));
 	uint32_t i;
@@ -419,10 +666,141 @@ static int write_nodes(const struct fms_sim *sim, const char *dir, char *err,
 			established += (nd->boot_ok >> b) & 1;
 		fprintf(f, "%u,%s,%s,%s,%u,%llu,%u,%d,%u\n", i,
 		        sim->sc.net.region_names[nd->region],
-		        nd->kind == FMS_GARBAGE ? "garbage" : "honest",
-		        states[nd->state & 3], st.peers_connected,
+		        kinds[nd->kind & 3], states[nd->state & 3],
+		        st.peers_connected,
 		        (unsigned long long)ns.handshakes_completed,
 		        nd->boot_count, established, nd->incarnation);
+	}
+	if (fclose(f) != 0)
+		return report_fail(err, err_len, "%s: write failed", path);
+	return 0;
+}
+
+static int write_hops(const struct fms_sim *sim, const char *dir, char *err,
+                      size_t err_len)
+{
+	const struct fms_lookup_metrics *a = &sim->m.lk[FMS_LK_NODE],
+	                                *b = &sim->m.lk[FMS_LK_PROVIDER];
+	char path[PATH_MAX_BYTES];
+	FILE *f = open_out(dir, "lookup_hops.csv", path, sizeof(path));
+	int h, last = 0;
+
+	if (f == NULL)
+		return report_fail(err, err_len, "%s: %s", path,
+		                   strerror(errno));
+	for (h = 0; h <= FMS_HOPS_MAX; h++)
+		if (a->hops[h] || b->hops[h])
+			last = h;
+	fprintf(f, "hops,node_lookups,node_fraction,provider_lookups,"
+	           "provider_fraction\n");
+	for (h = 0; h <= last; h++)
+		fprintf(f, "%d,%llu,%.6f,%llu,%.6f\n", h,
+		        (unsigned long long)a->hops[h],
+		        a->succeeded ? (double)a->hops[h] / a->succeeded : 0.0,
+		        (unsigned long long)b->hops[h],
+		        b->succeeded ? (double)b->hops[h] / b->succeeded : 0.0);
+	if (fclose(f) != 0)
+		return report_fail(err, err_len, "%s: write failed", path);
+	return 0;
+}
+
+/* Every failed workload lookup (the first FMS_FAILURES_MAX). */
+static int write_failures(const struct fms_sim *sim, const char *dir, char *err,
+                          size_t err_len)
+{
+	char path[PATH_MAX_BYTES];
+	FILE *f = open_out(dir, "lookup_failures.csv", path, sizeof(path));
+	size_t i;
+
+	if (f == NULL)
+		return report_fail(err, err_len, "%s: %s", path,
+		                   strerror(errno));
+	fprintf(f, "start_s,end_s,kind,issuer,target,target_up_s,status\n");
+	for (i = 0; i < sim->m.failure_count; i++) {
+		const struct fms_lookup_failure *x = &sim->m.failures[i];
+		fprintf(f, "%.3f,%.3f,%s,%u,", (double)x->start_ms / 1000.0,
+		        (double)x->t_ms / 1000.0,
+		        x->kind == FMS_LK_NODE ? "node" : "provider",
+		        x->issuer);
+		if (x->kind == FMS_LK_NODE)
+			fprintf(f, "%u,%.3f,", x->target,
+			        (double)x->target_up_ms / 1000.0);
+		else
+			fprintf(f, ",,");
+		fprintf(f, "%d\n", x->status);
+	}
+	if (fclose(f) != 0)
+		return report_fail(err, err_len, "%s: write failed", path);
+	return 0;
+}
+
+/* Mean fill of each bucket over the running nodes, at the end. */
+static int write_buckets(const struct fms_sim *sim, const char *dir, char *err,
+                         size_t err_len)
+{
+	char path[PATH_MAX_BYTES];
+	FILE *f = open_out(dir, "dht_buckets.csv", path, sizeof(path));
+	uint64_t sum[FM_DHT_BUCKET_COUNT] = {0},
+	         used[FM_DHT_BUCKET_COUNT] = {0};
+	uint32_t i, n = 0;
+	int b, last = -1;
+
+	if (f == NULL)
+		return report_fail(err, err_len, "%s: %s", path,
+		                   strerror(errno));
+	for (i = 0; i < sim->sc.nodes; i++) {
+		fm_dht_stats st;
+		if (sim->nodes[i].core == NULL)
+			continue;
+		fm_node_dht_stats(sim->nodes[i].core, &st);
+		n++;
+		for (b = 0; b < FM_DHT_BUCKET_COUNT; b++) {
+			sum[b] += st.bucket_fill[b];
+			used[b] += st.bucket_fill[b] > 0;
+			if (st.bucket_fill[b] > 0 && b > last)
+				last = b;
+		}
+	}
+	fprintf(f, "bucket,fill_mean,nodes_nonempty_fraction\n");
+	for (b = 0; b <= last; b++)
+		fprintf(f, "%d,%.3f,%.6f\n", b, n ? (double)sum[b] / n : 0.0,
+		        n ? (double)used[b] / n : 0.0);
+	if (fclose(f) != 0)
+		return report_fail(err, err_len, "%s: write failed", path);
+	return 0;
+}
+
+static int write_dht_table(const struct fms_sim *sim, const char *dir,
+                           char *err, size_t err_len)
+{
+	char path[PATH_MAX_BYTES];
+	FILE *f = open_out(dir, "dht_table.csv", path, sizeof(path));
+	size_t i;
+
+	if (f == NULL)
+		return report_fail(err, err_len, "%s: %s", path,
+		                   strerror(errno));
+	fprintf(f, "t_s,nodes_running,table_size_mean,table_live_mean,"
+	           "live_fraction,true_live_fraction,empty_tables,"
+	           "known_addrs_mean,values_stored_mean,lookups_done,"
+	           "lookups_succeeded,dht_datagrams_sent\n");
+	for (i = 0; i < sim->dht_row_count; i++) {
+		const struct fms_dht_row *r = &sim->dht_rows[i];
+		double n = r->nodes ? (double)r->nodes : 1.0;
+		fprintf(f, "%.3f,%u,%.3f,%.3f,%.6f,", (double)r->t_ms / 1000.0,
+		        r->nodes, (double)r->table_sum / n,
+		        (double)r->live_sum / n,
+		        r->table_sum ? (double)r->live_sum / r->table_sum
+		                     : 0.0);
+		if (r->truth_entries)
+			fprintf(f, "%.6f",
+			        (double)r->truth_up / (double)r->truth_entries);
+		fprintf(f, ",%llu,%.3f,%.3f,%llu,%llu,%llu\n",
+		        (unsigned long long)r->empty_tables,
+		        (double)r->known_sum / n, (double)r->values_sum / n,
+		        (unsigned long long)r->lookups_done,
+		        (unsigned long long)r->lookups_ok,
+		        (unsigned long long)r->dgrams_sent);
 	}
 	if (fclose(f) != 0)
 		return report_fail(err, err_len, "%s: write failed", path);
@@ -516,6 +894,62 @@ static void write_plots(const struct fms_sim *sim, const char *dir, int quiet)
 		        "plot 'reconnect_ms.csv' using 1:3 with steps lw 2 "
 		        "title 'restarts'\n",
 		        sim->sc.name);
+	if (sim->sc.dht && sim->dht_row_count > 0)
+		fprintf(f,
+		        "set output 'dht_table.svg'\n"
+		        "set title '%s: routing tables (mean over running "
+		        "nodes)'\n"
+		        "set xlabel 'simulated time (s)'\n"
+		        "set ylabel 'entries'\nset y2label 'fraction'\n"
+		        "set y2tics\nset ytics nomirror\n"
+		        "set yrange [0:*]\nset y2range [0:1.05]\n"
+		        "set key bottom right\n"
+		        "plot 'dht_table.csv' using 1:3 with lines lw 2 "
+		        "title 'table size', '' using 1:4 with lines "
+		        "title 'live entries (core)', '' using 1:5 axes x1y2 "
+		        "with lines dt 2 title 'live fraction (core)'%s\n"
+		        "unset y2tics\nunset y2label\nset ytics mirror\n"
+		        "set autoscale y\n",
+		        sim->sc.name,
+		        sim->sc.churn || sim->sc.crash
+		                ? ", '' using 1:6 axes x1y2 with lines dt 3 "
+		                  "title 'entries really up (saved tables)'"
+		                : "");
+	if (sim->m.lk[FMS_LK_NODE].latency_all.count > 0 ||
+	    sim->m.lk[FMS_LK_PROVIDER].latency_all.count > 0) {
+		int a = sim->m.lk[FMS_LK_NODE].latency.count > 0,
+		    b = sim->m.lk[FMS_LK_PROVIDER].latency.count > 0;
+		if (a || b)
+			fprintf(f,
+			        "set output 'lookup_cdf.svg'\n"
+			        "set title '%s: lookup latency (succeeded "
+			        "lookups)'\n"
+			        "set xlabel 'ms'\nset ylabel 'CDF'\n"
+			        "set key bottom right\nset yrange [0:1]\n"
+			        "set logscale x\n"
+			        "plot %s%s%s\n"
+			        "unset logscale x\nset autoscale y\n",
+			        sim->sc.name,
+			        a ? "'lookup_ms.csv' using 1:3 with steps lw 2 "
+			            "title 'node lookups'"
+			          : "",
+			        a && b ? ", " : "",
+			        b ? "'provider_lookup_ms.csv' using 1:3 with "
+			            "steps lw 2 title 'provider lookups'"
+			          : "");
+		fprintf(f,
+		        "set output 'lookup_hops.svg'\n"
+		        "set title '%s: hops of succeeded lookups'\n"
+		        "set xlabel 'hops'\nset ylabel 'fraction'\n"
+		        "set key top right\nset style data histograms\n"
+		        "set style fill solid 0.6 border -1\n"
+		        "set boxwidth 0.8\nset yrange [0:1]\n"
+		        "plot 'lookup_hops.csv' using 3:xtic(1) "
+		        "title 'node lookups', '' using 5 "
+		        "title 'provider lookups'\n"
+		        "set autoscale y\nset style data lines\n",
+		        sim->sc.name);
+	}
 	if (fclose(f) != 0)
 		return;
 	fflush(NULL);
@@ -552,10 +986,15 @@ int fms_report_write(const struct fms_sim *sim, const char *dir,
 	rc = write_json(o, dir, "results.deterministic.json", err, err_len);
 	host = json_object();
 	set_d(host, "wall_time_s", sim->wall_s);
+	set_d(host, "cpu_time_s", cpu_time_s());
 	set_d(host, "events_per_s",
 	      sim->wall_s > 0 ? (double)sim->events / sim->wall_s : 0.0);
 	set_u(host, "peak_rss_bytes", rss);
 	set_u(host, "bytes_per_node", rss / sim->sc.nodes);
+	set_s(host, "verify_cache", sim->sc.verify_cache ? "on" : "off");
+	set_u(host, "signature_verifications", sim->m.verify_calls);
+	set_u(host, "verify_cache_hits", sim->m.verify_hits);
+	set_u(host, "signatures_made", sim->m.sign_calls);
 	if (scenario_file != NULL)
 		set_s(host, "scenario_file", scenario_file);
 	json_object_set_new(o, "host", host);
@@ -572,6 +1011,23 @@ int fms_report_write(const struct fms_sim *sim, const char *dir,
 		                err_len);
 	if (rc == 0)
 		rc = write_nodes(sim, dir, err, err_len);
+	if (rc == 0 && sim->sc.dht)
+		rc = write_dht_table(sim, dir, err, err_len);
+	if (rc == 0 && sim->sc.dht)
+		rc = write_buckets(sim, dir, err, err_len);
+	if (rc == 0 && (sim->sc.lookup_rate > 0 || sim->sc.provider_rate > 0))
+		rc = write_hops(sim, dir, err, err_len);
+	if (rc == 0 && (sim->sc.lookup_rate > 0 || sim->sc.provider_rate > 0))
+		rc = write_failures(sim, dir, err, err_len);
+	if (rc == 0 && sim->sc.lookup_rate > 0)
+		rc = write_hist(&sim->m.lk[FMS_LK_NODE].latency, dir,
+		                "lookup_ms.csv", err, err_len);
+	if (rc == 0 && sim->sc.provider_rate > 0)
+		rc = write_hist(&sim->m.lk[FMS_LK_PROVIDER].latency, dir,
+		                "provider_lookup_ms.csv", err, err_len);
+	if (rc == 0 && sim->sc.lan)
+		rc = write_hist(&sim->m.disc_all, dir, "discovery_ms.csv", err,
+		                err_len);
 	if (rc == 0)
 		write_plots(sim, dir, quiet);
 	if (rc == 0)
@@ -588,9 +1044,10 @@ void fms_report_summary(const struct fms_sim *sim, FILE *out)
 
 	fprintf(out,
 	        "scenario %s: %u nodes, seed %llu, %.0f s simulated in %.2f s "
-	        "(%llu events, %.2f M/s), peak RSS %.1f MiB (%llu B/node)\n",
+	        "(%.2f s CPU; %llu events, %.2f M/s), peak RSS %.1f MiB "
+	        "(%llu B/node)\n",
 	        sim->sc.name, sim->sc.nodes, (unsigned long long)sim->sc.seed,
-	        (double)sim->end_us / 1e6, sim->wall_s,
+	        (double)sim->end_us / 1e6, sim->wall_s, cpu_time_s(),
 	        (unsigned long long)sim->events,
 	        sim->wall_s > 0 ? (double)sim->events / sim->wall_s / 1e6 : 0,
 	        (double)rss / 1048576.0, rss / sim->sc.nodes);
@@ -630,5 +1087,58 @@ void fms_report_summary(const struct fms_sim *sim, FILE *out)
 		        "garbage: %u senders, %llu datagrams, %llu streams\n",
 		        sim->garbage, (unsigned long long)m->garbage_dgrams,
 		        (unsigned long long)m->garbage_streams);
+	{
+		int k;
+		for (k = 0; k < FMS_LK_KINDS; k++) {
+			const struct fms_lookup_metrics *lk = &m->lk[k];
+			uint64_t count = lk->done + lk->start_errors;
+			if ((k == FMS_LK_NODE ? sim->sc.lookup_rate
+			                      : sim->sc.provider_rate) <= 0)
+				continue;
+			fprintf(out,
+			        "%s: %llu, success %.4f, hops mean %.2f p99 "
+			        "%llu, latency p50 %llu ms p99 %llu ms, %.1f "
+			        "messages per lookup\n",
+			        k == FMS_LK_NODE ? "node lookups"
+			                         : "provider lookups",
+			        (unsigned long long)count,
+			        count ? (double)lk->succeeded / (double)count
+			              : 0.0,
+			        lk->succeeded ? (double)lk->hops_sum /
+			                                (double)lk->succeeded
+			                      : 0.0,
+			        (unsigned long long)hops_percentile(lk, 99),
+			        (unsigned long long)fms_hist_percentile(
+			                &lk->latency, 50),
+			        (unsigned long long)fms_hist_percentile(
+			                &lk->latency, 99),
+			        lk->msg_samples
+			                ? (double)lk->msg_sum /
+			                          (double)lk->msg_samples
+			                : 0.0);
+		}
+	}
+	if (sim->sc.sybils > 0 || sim->sc.liars > 0) {
+		int k = sim->sc.sybil_target == FMS_SYBIL_SERVICE
+		                ? FMS_LK_PROVIDER
+		                : FMS_LK_NODE;
+		fprintf(out,
+		        "sybil: %u sybils (%u-%u bits shared with the "
+		        "target), %u liars; lookups of the target %llu/%llu "
+		        "succeeded\n",
+		        sim->sc.sybils, m->sybil_prefix_min,
+		        m->sybil_prefix_max, sim->sc.liars,
+		        (unsigned long long)m->lk[k].victim_succeeded,
+		        (unsigned long long)m->lk[k].victim_done);
+	}
+	if (sim->sc.lan)
+		fprintf(out,
+		        "discovery: %llu nodes measured, all LAN peers found "
+		        "p50 %llu ms p99 %llu ms\n",
+		        (unsigned long long)m->disc_first.count,
+		        (unsigned long long)fms_hist_percentile(&m->disc_all,
+		                                                50),
+		        (unsigned long long)fms_hist_percentile(&m->disc_all,
+		                                                99));
 	fms_jobs_summary(sim, out);
 }

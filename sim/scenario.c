@@ -58,6 +58,18 @@ void fms_scenario_defaults(struct fms_scenario *sc)
 	sc->garbage_datagram_share = 0.5;
 	sc->garbage_max_bytes = 1600;
 	sc->sample_ms = 10 * 1000;
+	sc->boot_mode = FMS_BOOT_SESSIONS;
+	sc->dht = 1;
+	sc->verify_cache = 1;
+	snprintf(sc->service, sizeof(sc->service), "echo");
+	sc->lookup_start_ms = UINT64_MAX; /* join_spread + target_min_age */
+	sc->target_min_age_ms = 60 * 1000;
+	sc->sybil_prefix_bits = 12;
+	sc->sybil_target = FMS_SYBIL_NODE;
+	sc->victim_share = 0.5;
+	sc->adversary_interval_ms = 60 * 1000;
+	sc->lan_segment_size = 20;
+	sc->lan_delay_ms = 0.5;
 	fms_jobs_params_default(&sc->jobs);
 }
 
@@ -293,6 +305,74 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 		rc = parse_u32(value, FMS_BOOT_MAX, &sc->contacts_max);
 	} else if (IS("bootstrap", "join_spread")) {
 		rc = set_duration(&sc->join_spread_ms, value);
+	} else if (IS("bootstrap", "mode")) {
+		if (strcmp(value, "sessions") == 0)
+			sc->boot_mode = FMS_BOOT_SESSIONS;
+		else if (strcmp(value, "dht") == 0)
+			sc->boot_mode = FMS_BOOT_DHT;
+		else
+			rc = -EINVAL;
+	} else if (IS("bootstrap", "fixed")) {
+		rc = parse_u32(value, FMS_NODES_MAX, &sc->boot_fixed);
+	} else if (IS("dht", "enabled")) {
+		rc = parse_bool(value, &sc->dht);
+	} else if (IS("dht", "subnet_max")) {
+		rc = parse_u32(value, 255, &sc->subnet_max);
+	} else if (IS("dht", "join_refresh")) {
+		rc = parse_bool(value, &sc->join_refresh);
+	} else if (IS("dht", "verify_cache")) {
+		rc = parse_bool(value, &sc->verify_cache);
+	} else if (IS("services", "fraction")) {
+		rc = parse_double(value, 0, 1, &sc->service_fraction);
+	} else if (IS("services", "name")) {
+		size_t i, len = strlen(value);
+		if (len == 0 || len > FMS_SERVICE_NAME_MAX)
+			rc = -EINVAL;
+		for (i = 0; rc == 0 && i < len; i++)
+			if (!((value[i] >= 'a' && value[i] <= 'z') ||
+			      (value[i] >= '0' && value[i] <= '9') ||
+			      value[i] == '_' || value[i] == '.' ||
+			      value[i] == '-'))
+				rc = -EINVAL;
+		if (rc == 0)
+			snprintf(sc->service, sizeof(sc->service), "%s", value);
+	} else if (IS("lookups", "rate")) {
+		rc = parse_double(value, 0, 1e6, &sc->lookup_rate);
+	} else if (IS("lookups", "provider_rate")) {
+		rc = parse_double(value, 0, 1e6, &sc->provider_rate);
+	} else if (IS("lookups", "start")) {
+		rc = set_duration(&sc->lookup_start_ms, value);
+	} else if (IS("lookups", "count")) {
+		rc = parse_u64(value, &sc->lookup_count);
+	} else if (IS("lookups", "target_min_age")) {
+		rc = set_duration(&sc->target_min_age_ms, value);
+	} else if (IS("lookups", "stop_when_done")) {
+		rc = parse_bool(value, &sc->stop_when_done);
+	} else if (IS("sybil", "sybils")) {
+		rc = parse_u32(value, FMS_SYBILS_MAX, &sc->sybils);
+	} else if (IS("sybil", "prefix_bits")) {
+		rc = parse_u32(value, 24, &sc->sybil_prefix_bits);
+	} else if (IS("sybil", "target")) {
+		if (strcmp(value, "node") == 0)
+			sc->sybil_target = FMS_SYBIL_NODE;
+		else if (strcmp(value, "service") == 0)
+			sc->sybil_target = FMS_SYBIL_SERVICE;
+		else
+			rc = -EINVAL;
+	} else if (IS("sybil", "liars")) {
+		rc = parse_u32(value, FMS_SYBILS_MAX, &sc->liars);
+	} else if (IS("sybil", "victim_share")) {
+		rc = parse_double(value, 0, 1, &sc->victim_share);
+	} else if (IS("sybil", "interval")) {
+		rc = set_duration(&sc->adversary_interval_ms, value);
+	} else if (IS("lan", "enabled")) {
+		rc = parse_bool(value, &sc->lan);
+	} else if (IS("lan", "segment_size")) {
+		rc = parse_u32(value, 1000, &sc->lan_segment_size);
+		if (rc == 0 && sc->lan_segment_size < 2)
+			rc = -EINVAL;
+	} else if (IS("lan", "delay_ms")) {
+		rc = parse_double(value, 0, 1000, &sc->lan_delay_ms);
 	} else if (IS("partition", "enabled")) {
 		rc = parse_bool(value, &sc->partition);
 	} else if (IS("partition", "split_at")) {
@@ -446,6 +526,21 @@ int fms_scenario_check(const struct fms_scenario *sc, char *err, size_t err_len)
 		            "crash: need mtbf > 0, restart_min <= restart_max");
 	if (sc->garbage_fraction > 0 && sc->garbage_interval_ms == 0)
 		return fail(err, err_len, "garbage: interval is 0");
+	if ((sc->lookup_rate > 0 || sc->provider_rate > 0 || sc->sybils > 0 ||
+	     sc->liars > 0) &&
+	    !sc->dht)
+		return fail(err, err_len,
+		            "lookups and adversaries need [dht] enabled");
+	if (sc->boot_mode == FMS_BOOT_DHT && !sc->dht)
+		return fail(err, err_len,
+		            "bootstrap: mode = dht needs [dht] enabled");
+	if ((uint64_t)sc->sybils + sc->liars >= sc->nodes)
+		return fail(err, err_len,
+		            "sybil: sybils + liars must leave honest nodes");
+	if ((sc->sybils > 0 || sc->liars > 0) && sc->adversary_interval_ms == 0)
+		return fail(err, err_len, "sybil: interval is 0");
+	if (sc->lan && sc->nodes > 0xffffff)
+		return fail(err, err_len, "lan: too many nodes");
 	return fms_jobs_params_check(&sc->jobs, sc->nodes, sc->duration_ms, err,
 	                             err_len);
 }
@@ -485,6 +580,11 @@ const char *fms_dist_name(enum fms_dist d)
 		break;
 	}
 	return "lognormal";
+}
+
+const char *fms_boot_mode_name(enum fms_boot_mode m)
+{
+	return m == FMS_BOOT_DHT ? "dht" : "sessions";
 }
 
 const char *fms_split_name(enum fms_split s)

@@ -16,11 +16,27 @@
 #define FMS_NODES_MAX 1000000u
 #define FMS_BOOT_MAX 8 /* bootstrap contacts per node */
 #define FMS_GARBAGE_BYTES_MAX 65536u
+#define FMS_SERVICE_NAME_MAX 32
+#define FMS_SYBILS_MAX 4096u
 
 enum fms_dist {
 	FMS_DIST_LOGNORMAL = 0,
 	FMS_DIST_WEIBULL,
 	FMS_DIST_EXPONENTIAL,
+};
+
+/* How a node is given its bootstrap contacts. */
+enum fms_boot_mode {
+	FMS_BOOT_SESSIONS = 0, /* fm_node_add_contact: a session each, and
+	                          the DHT is seeded with the address */
+	FMS_BOOT_DHT,          /* the DHT only (fm_node_dht_restore of the
+	                          addresses, pinned): no session at all */
+};
+
+/* What the sybils aim at. */
+enum fms_sybil_target {
+	FMS_SYBIL_NODE = 0, /* the record key (node ID) of one honest node */
+	FMS_SYBIL_SERVICE,  /* the provider key of the scenario's service */
 };
 
 enum fms_split {
@@ -43,6 +59,42 @@ struct fms_scenario {
 	/* [bootstrap] */
 	uint32_t contacts_min, contacts_max;
 	uint64_t join_spread_ms;
+	enum fms_boot_mode boot_mode;
+	uint32_t boot_fixed; /* > 0: contacts come from the first N nodes */
+
+	/* [dht] */
+	int dht;             /* the cores' DHT (fm_node_config.dht_disabled) */
+	uint32_t subnet_max; /* fm_node_config.dht_subnet_max; 0 = default */
+	int verify_cache;    /* sigcache.c: skip re-verifying known-good
+	                        Ed25519 signatures (results are identical) */
+	int join_refresh;    /* the driver looks up a random ID in every
+	                        bucket once the node has joined */
+
+	/* [services] */
+	double service_fraction; /* share of honest nodes offering it */
+	char service[FMS_SERVICE_NAME_MAX + 1];
+
+	/* [lookups] */
+	double lookup_rate;   /* node-record lookups per second, network-wide */
+	double provider_rate; /* service-provider lookups per second */
+	uint64_t lookup_start_ms;   /* warm-up: none before this */
+	uint64_t lookup_count;      /* issue at most this many of each; 0: no
+	                               limit */
+	uint64_t target_min_age_ms; /* issuers and targets up this long */
+	int stop_when_done; /* end the run once every lookup has finished */
+
+	/* [sybil] */
+	uint32_t sybils;
+	uint32_t sybil_prefix_bits;
+	enum fms_sybil_target sybil_target;
+	uint32_t liars;
+	double victim_share; /* share of node lookups aimed at the victim */
+	uint64_t adversary_interval_ms; /* adversaries crawl this often */
+
+	/* [lan] */
+	int lan;
+	uint32_t lan_segment_size;
+	double lan_delay_ms; /* one-way delay on a segment */
 
 	/* [partition] */
 	int partition;
@@ -101,5 +153,6 @@ void fms_scenario_session_params(const struct fms_scenario *sc, double *p1,
                                  double *p2);
 const char *fms_dist_name(enum fms_dist d);
 const char *fms_split_name(enum fms_split s);
+const char *fms_boot_mode_name(enum fms_boot_mode m);
 
 #endif

@@ -32,6 +32,17 @@ static void push(struct fms_sim *sim, uint64_t time_us, uint32_t type,
 		fatal_oom("event queue");
 }
 
+void fms_fatal_oom(const char *what)
+{
+	fatal_oom(what);
+}
+
+void fms_push(struct fms_sim *sim, uint64_t time_us, uint32_t type, uint32_t a,
+              uint32_t b, uint32_t c)
+{
+	push(sim, time_us, type, a, b, c);
+}
+
 static inline uint64_t now_ms(const struct fms_sim *sim)
 {
 	return sim->now_us / 1000;
@@ -82,7 +93,7 @@ static uint16_t ephemeral_port(uint64_t stream_id)
 /* ---- histograms ------------------------------------------------------------
  */
 
-static void hist_add(struct fms_hist *h, uint64_t ms)
+void fms_hist_add(struct fms_hist *h, uint64_t ms)
 {
 	if (ms < FMS_HIST_MS) {
 		h->buckets[ms]++;
@@ -242,6 +253,14 @@ static void io_log(void *ctx, enum fm_log_level level, const char *subsystem,
 	        (unsigned)level < 4 ? names[level] : "?", subsystem, msg);
 }
 
+static int io_persist(void *ctx, const char *key, const uint8_t *val,
+                      size_t len)
+{
+	if (strcmp(key, "dht/table") == 0)
+		return fms_dht_persist(ctx, val, len);
+	return 0; /* nothing else is persisted by the core today */
+}
+
 static void io_peer_changed(void *ctx, const fm_peer_info *p, int forgotten)
 {
 	struct fms_node *nd = ctx;
@@ -384,12 +403,30 @@ static void schedule_life(struct fms_sim *sim, struct fms_node *nd)
 		     node_index(sim, nd), nd->incarnation, FMS_LIFE_CRASH);
 }
 
+int fms_node_identity(const struct fms_sim *sim, uint32_t i, fm_identity *out)
+{
+	struct fms_rng id_rng;
+	uint8_t seed[FM_SEED_BYTES];
+	int rc;
+
+	/* The same identity at every start: derived from the seed. */
+	fms_rng_seed(&id_rng, sim->sc.seed,
+	             ((uint64_t)FMS_RNG_STREAM_IDENTITY << 32) | i);
+	fms_rng_bytes(&id_rng, seed, sizeof(seed));
+	rc = fm_identity_from_seed(seed, out);
+	sodium_memzero(seed, sizeof(seed));
+	return rc;
+}
+
+double fms_rtt_ms(const struct fms_sim *sim, uint32_t a, uint32_t b)
+{
+	return sim->sc.net.rtt_ms[sim->nodes[a].region][sim->nodes[b].region];
+}
+
 static int node_start(struct fms_sim *sim, struct fms_node *nd, int restart)
 {
 	uint32_t idx = node_index(sim, nd);
 	fm_node_config cfg;
-	struct fms_rng id_rng;
-	uint8_t seed[FM_SEED_BYTES];
 	fm_io io;
 	uint8_t i;
 	int rc;
@@ -409,15 +446,24 @@ static int node_start(struct fms_sim *sim, struct fms_node *nd, int restart)
 		     FMS_EV_GARBAGE, idx, 0, 0);
 		return 0;
 	}
+	if (nd->kind == FMS_SYBIL || nd->kind == FMS_LIAR) {
+		fms_adv_start(sim, nd);
+		return 0;
+	}
 	memset(&cfg, 0, sizeof(cfg));
-	/* The same identity at every start: derived from the seed. */
-	fms_rng_seed(&id_rng, sim->sc.seed,
-	             ((uint64_t)FMS_RNG_STREAM_IDENTITY << 32) | idx);
-	fms_rng_bytes(&id_rng, seed, sizeof(seed));
-	rc = fm_identity_from_seed(seed, &cfg.identity);
-	sodium_memzero(seed, sizeof(seed));
+	rc = fms_node_identity(sim, idx, &cfg.identity);
 	if (rc != 0)
 		return rc;
+	memcpy(nd->node_id, cfg.identity.node_id, FM_NODE_ID_BYTES);
+	nd->id_known = 1;
+	cfg.dht_disabled = !sim->sc.dht;
+	cfg.dht_subnet_max = (uint8_t)sim->sc.subnet_max;
+	if (nd->service) { /* [services]: offered, for provider lookups */
+		fm_service *s = &cfg.services[cfg.service_count++];
+		snprintf(s->name, sizeof(s->name), "%s", sim->sc.service);
+		s->slots = 1;
+		cfg.capacity += 1;
+	}
 	memcpy(cfg.federation_key, sim->federation_key,
 	       sizeof(cfg.federation_key));
 	cfg.record_seq = now_ms(sim) + 1;
@@ -433,6 +479,12 @@ static int node_start(struct fms_sim *sim, struct fms_node *nd, int restart)
 	io.stream_close = io_stream_close;
 	io.random_bytes = io_random;
 	io.peer_changed = io_peer_changed;
+	if (sim->sc.dht && (sim->sc.churn || sim->sc.crash))
+		io.persist = io_persist; /* the table, for restarts */
+	if (sim->sc.lan) {
+		cfg.mdns_enabled = 1;
+		io.send_mdns = fms_lan_send_mdns;
+	}
 	if (sim->verbose >= 0)
 		io.log = io_log;
 	fms_jobs_node_config(sim, idx, &cfg, &io); /* services, job ops */
@@ -443,13 +495,18 @@ static int node_start(struct fms_sim *sim, struct fms_node *nd, int restart)
 	nd->hs_seen = 0;
 	if (restart)
 		restore_peers(sim, nd);
-	/* Like the daemon: bootstrap addresses again at every start. */
-	for (i = 0; i < nd->boot_count; i++) {
-		fm_addr a;
-		fms_addr_of(nd->boot[i], FMS_PORT, &a);
-		fm_node_add_contact(nd->core, now_ms(sim), &a,
-		                    FM_SRC_BOOTSTRAP);
-	}
+	/* Like the daemon: the saved DHT table, then the bootstrap addresses
+	 * again at every start. */
+	fms_dht_node_started(sim, nd, restart);
+	if (sim->sc.boot_mode == FMS_BOOT_SESSIONS)
+		for (i = 0; i < nd->boot_count; i++) {
+			fm_addr a;
+			fms_addr_of(nd->boot[i], FMS_PORT, &a);
+			fm_node_add_contact(nd->core, now_ms(sim), &a,
+			                    FM_SRC_BOOTSTRAP);
+		}
+	if (sim->sc.lan)
+		fms_lan_node_started(sim, nd);
 	kick(sim, nd);
 	schedule_life(sim, nd);
 	return 0;
@@ -484,8 +541,10 @@ static void node_stop(struct fms_sim *sim, struct fms_node *nd,
 		fm_node_stats st;
 		fm_node_get_stats(nd->core, &st);
 		stats_add(&sim->m.retired, &st);
-		fm_node_free(nd->core);
+		fms_dht_node_stopping(sim, nd);
+		fm_node_free(nd->core); /* lookups in flight: -ECANCELED */
 		nd->core = NULL;
+		nd->lookup_busy = 0;
 	}
 	fms_jobs_node_stopped(sim, node_index(sim, nd)); /* its job runs die */
 	fms_net_ep_down(&sim->net, node_index(sim, nd), how);
@@ -562,6 +621,10 @@ static void net_datagram(void *ctx, uint32_t to, uint32_t from,
 	struct fms_node *nd = &sim->nodes[to];
 	fm_addr a;
 
+	if (nd->adv != NULL) {
+		fms_adv_datagram(sim, nd, from, buf, len);
+		return;
+	}
 	if (nd->core == NULL)
 		return;
 	fms_addr_of(from, FMS_PORT, &a);
@@ -605,8 +668,8 @@ static void note_handshakes(struct fms_sim *sim, struct fms_node *nd,
 		return;
 	nd->hs_seen = st.handshakes_completed;
 	if (!nd->reconnected && nd->incarnation > 0)
-		hist_add(&sim->m.reconnect,
-		         (sim->now_us - nd->up_since_us) / 1000);
+		fms_hist_add(&sim->m.reconnect,
+		             (sim->now_us - nd->up_since_us) / 1000);
 	nd->reconnected = 1;
 	if (fms_net_stream_info(&sim->net, ep, id, &remote, &incoming,
 	                        &opened_us) != 0 ||
@@ -615,7 +678,7 @@ static void note_handshakes(struct fms_sim *sim, struct fms_node *nd,
 		return;
 	}
 	sim->m.hs_initiator++;
-	hist_add(&sim->m.hs, (sim->now_us - opened_us) / 1000);
+	fms_hist_add(&sim->m.hs, (sim->now_us - opened_us) / 1000);
 	for (i = 0; i < nd->boot_count; i++)
 		if (nd->boot[i] == remote && !(nd->boot_ok & (1u << i))) {
 			nd->boot_ok |= (uint8_t)(1u << i);
@@ -724,6 +787,8 @@ static void take_sample(struct fms_sim *sim)
 	r->streams_live = fms_net_streams_live(&sim->net);
 	sim->m.online_samples++;
 	sim->m.online_sum += up;
+	if (sim->sc.dht)
+		fms_dht_sample(sim);
 }
 
 /* ---- partitions ------------------------------------------------------------
@@ -838,11 +903,28 @@ static uint8_t pick_region(struct fms_sim *sim)
 	return 0;
 }
 
+/* k nodes of kind `kind` among the honest ones of 1..n-1, at random. */
+static void pick_kind(struct fms_sim *sim, uint32_t *scratch, uint32_t k,
+                      uint8_t kind)
+{
+	uint32_t i, m = 0, n = sim->sc.nodes;
+
+	for (i = 1; i < n; i++)
+		if (sim->nodes[i].kind == FMS_HONEST)
+			scratch[m++] = i;
+	if (k > m)
+		k = m;
+	partial_shuffle(&sim->rng, scratch, m, k);
+	for (i = 0; i < k; i++)
+		sim->nodes[scratch[i]].kind = kind;
+}
+
 static int setup(struct fms_sim *sim)
 {
 	uint32_t n = sim->sc.nodes, i, j, honest_before = 0, k;
 	uint32_t *earlier;
 	struct fms_net_ops ops;
+	int rc;
 
 	fms_rng_seed(&sim->rng, sim->sc.seed, FMS_RNG_STREAM_SCENARIO);
 	fms_rng_bytes(&sim->rng, sim->federation_key,
@@ -879,39 +961,68 @@ static int setup(struct fms_sim *sim)
 	/* Garbage senders: an exact share, never node 0 (the first
 	 * bootstrap target). */
 	k = (uint32_t)floor(sim->sc.garbage_fraction * n + 0.5);
-	if (k > 0 && n > 1) {
-		for (i = 0; i < n - 1; i++)
-			earlier[i] = i + 1;
-		if (k > n - 1)
-			k = n - 1;
-		partial_shuffle(&sim->rng, earlier, n - 1, k);
-		for (i = 0; i < k; i++)
-			sim->nodes[earlier[i]].kind = FMS_GARBAGE;
-	}
-	/* Bootstrap: each honest node knows 1..3 random earlier honest
-	 * nodes. */
+	if (k > 0 && n > 1)
+		pick_kind(sim, earlier, k, FMS_GARBAGE);
+	/* Sybils and liars, likewise; drawn only when there are some, so
+	 * that scenarios without them replay as before. */
+	if (sim->sc.sybils > 0 && n > 1)
+		pick_kind(sim, earlier, sim->sc.sybils, FMS_SYBIL);
+	if (sim->sc.liars > 0 && n > 1)
+		pick_kind(sim, earlier, sim->sc.liars, FMS_LIAR);
+	/* Bootstrap: each node knows 1..3 random earlier honest nodes, or
+	 * with `fixed`, 1..3 of the first `fixed` honest nodes. Adversaries
+	 * are given contacts too, but are nobody's. */
 	for (i = 0; i < n; i++) {
 		struct fms_node *nd = &sim->nodes[i];
-		uint32_t want;
-		if (nd->kind != FMS_HONEST) {
+		uint32_t want, pool = honest_before;
+		if (nd->kind == FMS_GARBAGE) {
 			sim->garbage++;
 			continue;
 		}
-		sim->honest++;
+		if (nd->kind == FMS_HONEST)
+			sim->honest++;
+		if (sim->sc.boot_fixed > 0 && pool > sim->sc.boot_fixed)
+			pool = sim->sc.boot_fixed;
 		want = sim->sc.contacts_min +
 		       (uint32_t)fms_rng_below(
 		               &sim->rng,
 		               sim->sc.contacts_max - sim->sc.contacts_min + 1);
-		if (want > honest_before)
-			want = honest_before;
-		partial_shuffle(&sim->rng, earlier, honest_before, want);
+		if (want > pool)
+			want = pool;
+		partial_shuffle(&sim->rng, earlier, pool, want);
 		for (j = 0; j < want; j++)
 			nd->boot[j] = earlier[j];
 		nd->boot_count = (uint8_t)want;
+		if (nd->kind != FMS_HONEST)
+			continue;
 		sim->m.bootstrap_pairs += want;
 		earlier[honest_before++] = i;
 	}
 	free(earlier);
+	/* Service providers: an exact share of the honest nodes. */
+	if (sim->sc.service_fraction > 0) {
+		uint32_t *h = malloc((size_t)n * sizeof(*h)), m = 0;
+		if (h == NULL)
+			return -ENOMEM;
+		for (i = 0; i < n; i++)
+			if (sim->nodes[i].kind == FMS_HONEST)
+				h[m++] = i;
+		k = (uint32_t)floor(sim->sc.service_fraction * m + 0.5);
+		if (k == 0)
+			k = 1;
+		partial_shuffle(&sim->rng, h, m, k);
+		for (i = 0; i < k && i < m; i++)
+			sim->nodes[h[i]].service = 1;
+		sim->m.providers = k < m ? k : m;
+		free(h);
+	}
+	rc = fms_dht_setup(sim);
+	if (rc == 0)
+		rc = fms_adv_setup(sim);
+	if (rc == 0 && sim->sc.lan)
+		rc = fms_lan_setup(sim);
+	if (rc != 0)
+		return rc;
 	/* The script. Nodes join in index order over join_spread. */
 	for (i = 0; i < n; i++)
 		push(sim, n > 1 ? sim->sc.join_spread_ms * 1000 * i / n : 0,
@@ -940,6 +1051,7 @@ int fms_sim_new(const struct fms_scenario *sc, struct fms_sim **out)
 		return -ENOMEM;
 	sim->sc = *sc;
 	sim->verbose = -1;
+	fms_sigcache_enable(sim, sc->verify_cache);
 	rc = setup(sim);
 	if (rc != 0) {
 		fms_sim_free(sim);
@@ -957,9 +1069,18 @@ void fms_sim_free(struct fms_sim *sim)
 		return;
 	if (sim->nodes != NULL)
 		for (i = 0; i < sim->sc.nodes; i++) {
+			if (sim->nodes[i].core != NULL)
+				fms_dht_node_stopping(sim, &sim->nodes[i]);
 			fm_node_free(sim->nodes[i].core);
+			sim->nodes[i].core = NULL;
 			free(sim->nodes[i].saved);
+			free(sim->nodes[i].dht_saved.contacts);
+			free(sim->nodes[i].dht_saved.raw);
 		}
+	fms_dht_free(sim);
+	fms_adv_free(sim);
+	fms_lan_free(sim);
+	fms_sigcache_enable(sim, 0);
 	free(sim->nodes);
 	fms_net_free(&sim->net);
 	fms_eventq_free(&sim->q);
@@ -969,6 +1090,7 @@ void fms_sim_free(struct fms_sim *sim)
 	free(sim->m.reconnect.over);
 	free(sim->junk);
 	free(sim->rows);
+	free(sim->dht_rows);
 	fms_jobs_free(sim);
 	free(sim);
 }
@@ -1067,6 +1189,22 @@ static int dispatch(struct fms_sim *sim, const struct fms_event *ev)
 	case FMS_EV_PCHECK:
 		partition_check(sim);
 		break;
+	case FMS_EV_LOOKUP:
+		fms_dht_lookup_event(sim, ev);
+		break;
+	case FMS_EV_ADV:
+		if (nd != NULL && nd->state == FMS_NODE_UP && nd->adv != NULL)
+			fms_adv_act(sim, nd);
+		break;
+	case FMS_EV_MDNS:
+		fms_lan_deliver(sim, ev);
+		break;
+	case FMS_EV_STOP:
+		sim->stopped_early = 1;
+		break;
+	case FMS_EV_REFRESH:
+		fms_dht_refresh_event(sim, ev);
+		break;
 	default:
 		if (ev->type >= FMS_EV_JOBS_FIRST &&
 		    ev->type <= FMS_EV_JOBS_LAST)
@@ -1095,6 +1233,11 @@ int fms_sim_run(struct fms_sim *sim)
 				        "fedmesh-sim: event %u failed: %d\n",
 				        ev.type, rc);
 				return rc;
+			}
+			if (sim->stopped_early) {
+				/* stop_when_done: the run ends here */
+				sim->end_us = sim->now_us;
+				break;
 			}
 		}
 		if (sim->progress && (sim->events & 0xffff) == 0) {

@@ -31,11 +31,27 @@ enum {
 	FMS_EV_SPLIT,
 	FMS_EV_HEAL,
 	FMS_EV_PCHECK,
+	FMS_EV_LOOKUP,  /* c = FMS_LK_* */
+	FMS_EV_ADV,     /* a = node: an adversary's periodic crawl */
+	FMS_EV_MDNS,    /* a = to, b = from, c = packet slot */
+	FMS_EV_STOP,    /* every lookup has finished: end the run */
+	FMS_EV_REFRESH, /* a = node, b = incarnation, c = bucket */
 };
+
+/* Lookup kinds of the workload. */
+enum { FMS_LK_NODE = 0, FMS_LK_PROVIDER = 1, FMS_LK_KINDS = 2 };
+/* Hops histogram: 0..FMS_HOPS_MAX, the last bucket holds longer ones. */
+#define FMS_HOPS_MAX 32
 
 enum { FMS_LIFE_LEAVE = 0, FMS_LIFE_CRASH = 1 };
 
-enum fms_node_kind { FMS_HONEST = 0, FMS_GARBAGE };
+enum fms_node_kind {
+	FMS_HONEST = 0,
+	FMS_GARBAGE, /* not a member: random bytes (no core) */
+	FMS_SYBIL,   /* a member (runs no core; adversary.c speaks for it)
+	                whose ID shares a prefix with the target key */
+	FMS_LIAR,    /* a member answering FIND_NODE with made-up contacts */
+};
 
 enum fms_node_state {
 	FMS_NODE_UNBORN = 0, /* has not joined yet */
@@ -65,6 +81,23 @@ struct fms_saved_peer {
 };
 
 struct fms_sim;
+struct fms_adv;
+struct fms_mdns_pkt;
+
+/* A saved "dht/table" (fm_io.persist), packed: per contact the node index
+ * (bits 0..23), the persisted flags (bits 24..25) and whether the ID was
+ * saved (bit 26). The bytes are rebuilt from it at a restart; a table
+ * with a contact that is no simulated node is kept verbatim instead. */
+#define FMS_DHT_SAVED_IDX 0xffffffu
+#define FMS_DHT_SAVED_FLAGS_SHIFT 24
+#define FMS_DHT_SAVED_HAS_ID (1u << 26)
+
+struct fms_dht_saved {
+	uint32_t *contacts;
+	uint32_t count;
+	uint8_t *raw; /* verbatim, when it could not be packed */
+	uint32_t raw_len;
+};
 
 struct fms_node {
 	fm_node *core; /* NULL unless up (and always for garbage senders) */
@@ -83,6 +116,37 @@ struct fms_node {
 	uint8_t kind;        /* enum fms_node_kind */
 	uint8_t state;       /* enum fms_node_state */
 	uint8_t reconnected; /* a handshake completed since the last start */
+	uint8_t service;     /* offers the scenario's service */
+	uint8_t lookup_busy; /* a workload lookup runs here */
+	uint8_t id_known;    /* id is set */
+	uint8_t node_id[FM_NODE_ID_BYTES];   /* fixed across restarts */
+	struct fms_dht_saved dht_saved;      /* churn and crash scenarios */
+	uint32_t segment;                    /* LAN segment (lan scenarios) */
+	uint64_t disc_first_us, disc_all_us; /* LAN: 0 pending, else done */
+	uint32_t lan_need;   /* LAN: members running when it started */
+	struct fms_adv *adv; /* sybils and liars */
+};
+
+/* A failed workload lookup, for lookup_failures.csv. */
+struct fms_lookup_failure {
+	uint64_t t_ms;         /* when it ended */
+	uint64_t start_ms;     /* when it was issued */
+	uint64_t target_up_ms; /* the target's uptime at the issue; 0: none */
+	uint32_t issuer, target;
+	int32_t status;
+	uint8_t kind;
+};
+#define FMS_FAILURES_MAX 100000
+
+/* One row of dht_table.csv. */
+struct fms_dht_row {
+	uint64_t t_ms;
+	uint32_t nodes; /* honest nodes running with a DHT */
+	uint64_t table_sum, live_sum, known_sum, values_sum;
+	uint64_t empty_tables;
+	uint64_t truth_entries, truth_up; /* saved tables vs. who is up */
+	uint64_t lookups_done, lookups_ok;
+	uint64_t dgrams_sent;
 };
 
 struct fms_hist {
@@ -92,6 +156,34 @@ struct fms_hist {
 	uint64_t count;
 	uint64_t sum_ms;
 	uint64_t max_ms;
+};
+
+/* One workload lookup in flight (the callback's context). */
+struct fms_lookup {
+	struct fms_sim *sim;
+	uint32_t issuer, target; /* target: FMS_NET_NOWHERE for providers */
+	uint8_t kind;            /* FMS_LK_* */
+	uint8_t victim;          /* aimed at the sybils' target */
+	uint64_t start_us;
+	uint64_t target_up_us;        /* the target's uptime at the issue */
+	uint64_t lookups0, messages0; /* the issuer's DHT counters before */
+};
+
+struct fms_lookup_metrics {
+	uint64_t issued;       /* calls that returned 0 */
+	uint64_t start_errors; /* calls that failed (-ENOTCONN, -EBUSY) */
+	uint64_t no_issuer;    /* arrivals that found no node to ask */
+	uint64_t done, succeeded, failed_status, wrong_record;
+	uint64_t cancelled; /* the issuer stopped during the lookup */
+	uint64_t hops[FMS_HOPS_MAX + 1]; /* succeeded lookups */
+	uint64_t hops_sum;
+	uint64_t msg_samples, msg_sum;
+	uint64_t providers_sum; /* provider lookups: records returned */
+	uint64_t victim_done, victim_succeeded;
+	struct fms_hist latency;     /* succeeded lookups */
+	struct fms_hist latency_all; /* every finished lookup */
+	double rtt_sum_ms;           /* succeeded: issuer-target RTT */
+	uint64_t rtt_samples;
 };
 
 /* One row of timeseries.csv. */
@@ -131,6 +223,25 @@ struct fms_metrics {
 	uint64_t garbage_dgrams, garbage_streams, garbage_bytes;
 	/* counters of cores that were stopped (their stats die with them) */
 	fm_node_stats retired;
+	fm_dht_stats dht_retired;
+	/* the DHT workload */
+	struct fms_lookup_metrics lk[FMS_LK_KINDS];
+	uint64_t lookups_in_flight;
+	uint64_t refresh_lookups, refresh_errors; /* [dht] join_refresh */
+	struct fms_lookup_failure *failures; /* the first FMS_FAILURES_MAX */
+	size_t failure_count, failure_cap;
+	uint64_t providers; /* honest nodes offering the service */
+	/* adversaries */
+	uint64_t adv_dgrams_in, adv_dgrams_out, adv_proofs, adv_lies;
+	uint64_t adv_stores_swallowed, adv_crawls;
+	uint32_t sybil_prefix_min, sybil_prefix_max; /* bits shared */
+	uint64_t grind_tries;
+	/* LAN discovery */
+	uint64_t mdns_packets, mdns_deliveries;
+	struct fms_hist disc_first, disc_all;
+	uint32_t lan_segments;
+	/* sigcache.c */
+	uint64_t verify_calls, verify_hits, sign_calls;
 };
 
 struct fms_sim {
@@ -149,8 +260,30 @@ struct fms_sim {
 	struct fms_metrics m;
 	struct fms_row *rows;
 	size_t row_count, row_cap;
+	struct fms_dht_row *dht_rows;
+	size_t dht_row_count, dht_row_cap;
 	double wall_s;
 	struct fms_jobs *jobs; /* the jobs workload (jobs_workload.c) */
+	/* the DHT */
+	uint8_t dht_key[32]; /* seals the adversaries' datagrams */
+	uint8_t target_key[FM_NODE_ID_BYTES]; /* the sybils' aim */
+	uint32_t victim;                      /* FMS_SYBIL_NODE: whose record */
+	uint32_t *adv_index; /* adversary nodes, in index order */
+	uint32_t adv_count;
+	uint32_t *sybil_near;   /* sybils by distance to target_key */
+	uint64_t lookup_end_us; /* stop_when_done: when the run ended */
+	int stopped_early;
+	/* mDNS packets in flight */
+	struct fms_mdns_pkt *mdns;
+	uint32_t mdns_cap, mdns_free;
+};
+
+struct fms_mdns_pkt {
+	uint8_t *buf; /* NULL: free slot; next free in len */
+	uint32_t len;
+	uint32_t refs;
+	uint16_t port; /* source port */
+	uint8_t unicast;
 };
 
 int fms_sim_new(const struct fms_scenario *sc, struct fms_sim **out);
@@ -179,5 +312,52 @@ uint64_t fms_sim_peer_links(const struct fms_sim *sim, uint32_t *up,
                             uint32_t *min, uint32_t *max);
 /* Core counters summed over honest nodes, stopped cores included. */
 void fms_sim_stats(const struct fms_sim *sim, fm_node_stats *out);
+
+/* Shared by sim.c and its parts (dhtload.c, adversary.c). */
+void fms_push(struct fms_sim *sim, uint64_t time_us, uint32_t type, uint32_t a,
+              uint32_t b, uint32_t c);
+void fms_hist_add(struct fms_hist *h, uint64_t ms);
+void fms_fatal_oom(const char *what);
+/* RTT between two nodes' regions, ms (no jitter). */
+double fms_rtt_ms(const struct fms_sim *sim, uint32_t a, uint32_t b);
+/* The identity of honest node i (the same at every start). */
+int fms_node_identity(const struct fms_sim *sim, uint32_t i, fm_identity *out);
+
+/* dhtload.c: the DHT workload, bootstrap through the DHT, persisted
+ * tables. */
+int fms_dht_setup(struct fms_sim *sim);
+void fms_dht_free(struct fms_sim *sim);
+void fms_dht_lookup_event(struct fms_sim *sim, const struct fms_event *ev);
+/* Bootstrap contacts (mode = dht) and a saved table, after a start. */
+void fms_dht_node_started(struct fms_sim *sim, struct fms_node *nd,
+                          int restart);
+int fms_dht_persist(struct fms_node *nd, const uint8_t *val, size_t len);
+void fms_dht_node_stopping(struct fms_sim *sim, struct fms_node *nd);
+void fms_dht_sample(struct fms_sim *sim);
+void fms_dht_refresh_event(struct fms_sim *sim, const struct fms_event *ev);
+/* DHT counters summed over honest nodes, stopped cores included. */
+void fms_dht_sum(const struct fms_sim *sim, fm_dht_stats *out);
+int fms_dht_lookups_pending(const struct fms_sim *sim);
+
+/* adversary.c: sybils and liars, speaking the DHT protocol themselves. */
+int fms_adv_setup(struct fms_sim *sim);
+void fms_adv_free(struct fms_sim *sim);
+void fms_adv_start(struct fms_sim *sim, struct fms_node *nd);
+void fms_adv_datagram(struct fms_sim *sim, struct fms_node *nd, uint32_t from,
+                      const uint8_t *buf, size_t len);
+void fms_adv_act(struct fms_sim *sim, struct fms_node *nd);
+
+/* lan.c: LAN segments and mDNS. */
+int fms_lan_setup(struct fms_sim *sim);
+void fms_lan_free(struct fms_sim *sim);
+void fms_lan_node_started(struct fms_sim *sim, struct fms_node *nd);
+void fms_lan_deliver(struct fms_sim *sim, const struct fms_event *ev);
+void fms_lan_check(struct fms_sim *sim, struct fms_node *nd);
+int fms_lan_send_mdns(void *ctx, uint32_t ifindex, const fm_addr *to,
+                      const uint8_t *buf, size_t len);
+
+/* sigcache.c */
+void fms_sigcache_enable(struct fms_sim *sim, int on);
+void fms_sigcache_free(void);
 
 #endif
