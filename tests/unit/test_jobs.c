@@ -1,6 +1,6 @@
 /* Jobs end to end inside one process: several cores wired through
- * in-memory streams on a virtual clock (test_session.c's harness), each
- * with a fake executor behind fm_io.job_execute that finishes a job after a
+ * memnet's in-memory streams on a virtual clock (memnet.h), each with a fake
+ * executor behind fm_io.job_execute that finishes a job after a
  * configurable per-node service time (sha256 and echo for real, so outputs
  * can be checked), or fails it, or never finishes it. Nodes can be killed
  * (freed, their streams reset), cut off (their traffic lost), or have their
@@ -22,31 +22,11 @@
 #include "core/router.h"
 #include "core/wire.h"
 #include "fedmesh/fedmesh.h"
+#include "memnet.h"
 
-#define NODES_MAX 4
-#define ENDS_MAX 512
-#define EVENTS_MAX (1 << 16)
 #define TASKS_MAX 2048
 #define RESULTS_MAX 1024
 #define EXECS_MAX 4096
-
-enum ev_type { EV_OPENED, EV_DATA, EV_CLOSED };
-
-struct event {
-	enum ev_type type;
-	int end;
-	size_t len;
-	uint8_t *data;
-};
-
-struct end {
-	int node;
-	int other;
-	int open;
-	int incoming;
-	uint64_t id;
-};
-
 enum exec_mode { MODE_OK = 0, MODE_FAIL, MODE_HANG };
 
 /* A job the fake executor runs. */
@@ -99,18 +79,9 @@ struct node_cfg {
 	int kills;
 };
 
-struct net {
-	fm_node *nodes[NODES_MAX];
-	fm_addr addrs[NODES_MAX];
-	int node_count;
-	struct end ends[ENDS_MAX];
-	int end_count;
-	struct event *events;
-	int ev_head, ev_tail;
-	uint64_t now;
-	uint64_t rng;
-	int cut[NODES_MAX]; /* traffic to and from the node is lost */
-	struct node_cfg cfg[NODES_MAX];
+/* The fake executor and what the nodes were told. */
+struct world {
+	struct node_cfg cfg[MEMNET_NODES_MAX];
 	struct task tasks[TASKS_MAX];
 	struct result results[RESULTS_MAX];
 	int result_count;
@@ -121,113 +92,7 @@ struct net {
 	int chain_next;
 };
 
-static struct net N;
-
-struct ctx {
-	int node;
-};
-static struct ctx ctxs[NODES_MAX];
-
-/* ---- network ---------------------------------------------------------- */
-
-static void push(enum ev_type type, int end, const uint8_t *data, size_t len)
-{
-	struct event *e = &N.events[N.ev_tail];
-
-	assert_true((N.ev_tail + 1) % EVENTS_MAX != N.ev_head);
-	N.ev_tail = (N.ev_tail + 1) % EVENTS_MAX;
-	e->type = type;
-	e->end = end;
-	e->len = len;
-	e->data = NULL;
-	if (len > 0) {
-		e->data = malloc(len);
-		assert_non_null(e->data);
-		memcpy(e->data, data, len);
-	}
-}
-
-static int io_send_datagram(void *c, const fm_addr *to, const uint8_t *buf,
-                            size_t len)
-{
-	(void)c, (void)to, (void)buf, (void)len;
-	return 0;
-}
-
-static void io_random(void *c, uint8_t *buf, size_t len)
-{
-	size_t i;
-
-	(void)c;
-	for (i = 0; i < len; i++) {
-		N.rng ^= N.rng << 13;
-		N.rng ^= N.rng >> 7;
-		N.rng ^= N.rng << 17;
-		buf[i] = (uint8_t)N.rng;
-	}
-}
-
-static int find_end(int node, uint64_t id)
-{
-	int i;
-
-	for (i = 0; i < N.end_count; i++)
-		if (N.ends[i].node == node && N.ends[i].id == id)
-			return i;
-	return -1;
-}
-
-static int io_stream_open(void *c, const fm_addr *to, uint64_t *id)
-{
-	struct ctx *x = c;
-	int target = -1, i, a, b;
-
-	for (i = 0; i < N.node_count; i++)
-		if (N.nodes[i] != NULL && fm__addr_equal(&N.addrs[i], to))
-			target = i;
-	assert_true(N.end_count + 2 <= ENDS_MAX);
-	a = N.end_count++;
-	b = N.end_count++;
-	N.ends[a] = (struct end){x->node, b, 1, 0, (uint64_t)a + 1000};
-	*id = N.ends[a].id;
-	if (target < 0 || N.cut[target] || N.cut[x->node]) {
-		N.ends[a].open = 0;
-		push(EV_CLOSED, a, NULL, 0);
-		N.ends[b].node = -1;
-		return 0;
-	}
-	N.ends[b] = (struct end){target, a, 1, 1, (uint64_t)b + 1000};
-	push(EV_OPENED, b, NULL, 0);
-	push(EV_OPENED, a, NULL, 0);
-	return 0;
-}
-
-static int io_stream_send(void *c, uint64_t id, const uint8_t *buf, size_t len)
-{
-	struct ctx *x = c;
-	int e = find_end(x->node, id);
-
-	assert_true(e >= 0);
-	if (!N.ends[e].open)
-		return -ENOTCONN;
-	if (N.cut[x->node] || (N.ends[N.ends[e].other].node >= 0 &&
-	                       N.cut[N.ends[N.ends[e].other].node]))
-		return 0; /* lost */
-	push(EV_DATA, N.ends[e].other, buf, len);
-	return 0;
-}
-
-static void io_stream_close(void *c, uint64_t id)
-{
-	struct ctx *x = c;
-	int e = find_end(x->node, id);
-
-	if (e < 0 || !N.ends[e].open)
-		return;
-	N.ends[e].open = 0;
-	if (N.ends[N.ends[e].other].open)
-		push(EV_CLOSED, N.ends[e].other, NULL, 0);
-}
+static struct world N;
 
 /* ---- the fake executor ---------------------------------------------------
  */
@@ -279,26 +144,26 @@ static void task_finish(struct task *t)
 	snprintf(id, sizeof(id), "%s", t->id);
 	t->used = 0;
 	t->input = NULL;
-	if (N.nodes[node] == NULL) {
+	if (M.nodes[node] == NULL) {
 		free(in);
 		return;
 	}
 	if (t->killed) {
-		fm_node_job_finished(N.nodes[node], N.now, id, FM_JOB_CANCELLED,
+		fm_node_job_finished(M.nodes[node], M.now, id, FM_JOB_CANCELLED,
 		                     -1, NULL, 0, "killed");
 	} else if (t->fail) {
-		fm_node_job_finished(N.nodes[node], N.now, id, FM_JOB_FAILED,
+		fm_node_job_finished(M.nodes[node], M.now, id, FM_JOB_FAILED,
 		                     -1, NULL, 0, "boom");
 	} else if (t->done_at > t->start_at + t->timeout_ms) {
-		fm_node_job_finished(N.nodes[node], N.now, id, FM_JOB_TIMED_OUT,
+		fm_node_job_finished(M.nodes[node], M.now, id, FM_JOB_TIMED_OUT,
 		                     -1, NULL, 0, "timed out");
 	} else if (strcmp(t->service, "sha256") == 0 ||
 	           strcmp(t->service, "exec1") == 0) {
 		sha256_hex(in, len, hex);
-		fm_node_job_finished(N.nodes[node], N.now, id, FM_JOB_DONE, 0,
+		fm_node_job_finished(M.nodes[node], M.now, id, FM_JOB_DONE, 0,
 		                     (const uint8_t *)hex, 64, NULL);
 	} else {
-		fm_node_job_finished(N.nodes[node], N.now, id, FM_JOB_DONE, 0,
+		fm_node_job_finished(M.nodes[node], M.now, id, FM_JOB_DONE, 0,
 		                     in, len, NULL);
 	}
 	free(in);
@@ -308,12 +173,12 @@ static void task_schedule(struct task *t)
 {
 	struct node_cfg *c = &N.cfg[t->node];
 
-	t->start_at = N.now;
-	t->done_at = N.now + c->service_ms;
+	t->start_at = M.now;
+	t->done_at = M.now + c->service_ms;
 	if (t->hang)
 		t->done_at = FM_DEADLINE_NONE;
-	if (t->done_at > N.now + t->timeout_ms)
-		t->done_at = N.now + t->timeout_ms + 1;
+	if (t->done_at > M.now + t->timeout_ms)
+		t->done_at = M.now + t->timeout_ms + 1;
 	if (t->start_at == 0)
 		t->start_at = 1;
 }
@@ -322,8 +187,8 @@ static int io_job_execute(void *c, const char *job_id, const char *service,
                           const uint8_t *input, size_t input_len,
                           uint64_t timeout_ms)
 {
-	struct ctx *x = c;
-	struct node_cfg *cfg = &N.cfg[x->node];
+	int node = memnet_node_of(c);
+	struct node_cfg *cfg = &N.cfg[node];
 	struct task *t = NULL;
 	int i;
 
@@ -332,7 +197,7 @@ static int io_job_execute(void *c, const char *job_id, const char *service,
 		return -ENOENT;
 	assert_true(timeout_ms > 0);
 	cfg->execs++;
-	exec_count(x->node, job_id);
+	exec_count(node, job_id);
 	for (i = 0; i < TASKS_MAX; i++)
 		if (!N.tasks[i].used) {
 			t = &N.tasks[i];
@@ -344,7 +209,7 @@ static int io_job_execute(void *c, const char *job_id, const char *service,
 	}
 	memset(t, 0, sizeof(*t));
 	t->used = 1;
-	t->node = x->node;
+	t->node = node;
 	snprintf(t->id, sizeof(t->id), "%s", job_id);
 	snprintf(t->service, sizeof(t->service), "%s", service);
 	t->input = malloc(input_len > 0 ? input_len : 1);
@@ -354,7 +219,7 @@ static int io_job_execute(void *c, const char *job_id, const char *service,
 	t->timeout_ms = timeout_ms;
 	t->hang = cfg->mode == MODE_HANG;
 	t->fail = cfg->mode == MODE_FAIL;
-	if (cfg->slots == 0 || running_tasks(x->node) < cfg->slots)
+	if (cfg->slots == 0 || running_tasks(node) < cfg->slots)
 		task_schedule(t);
 	if (cfg->sync && cfg->service_ms == 0 && t->start_at != 0 && !t->hang)
 		task_finish(t); /* re-enters the core: queued there */
@@ -363,21 +228,21 @@ static int io_job_execute(void *c, const char *job_id, const char *service,
 
 static void io_job_kill(void *c, const char *job_id)
 {
-	struct ctx *x = c;
+	int node = memnet_node_of(c);
 	int i;
 
-	N.cfg[x->node].kills++;
+	N.cfg[node].kills++;
 	for (i = 0; i < TASKS_MAX; i++) {
 		struct task *t = &N.tasks[i];
-		if (!t->used || t->node != x->node || strcmp(t->id, job_id))
+		if (!t->used || t->node != node || strcmp(t->id, job_id))
 			continue;
 		t->killed = 1;
-		if (N.cfg[x->node].sync_kill) {
+		if (N.cfg[node].sync_kill) {
 			task_finish(t);
 		} else {
 			if (t->start_at == 0)
-				t->start_at = N.now;
-			t->done_at = N.now;
+				t->start_at = M.now;
+			t->done_at = M.now;
 		}
 	}
 }
@@ -399,14 +264,14 @@ static void submit(int node, const char *id, const char *service,
 
 static void io_job_update(void *c, const fm_job_update *u)
 {
-	struct ctx *x = c;
-	struct result *r = result_find(x->node, u->id);
+	int node = memnet_node_of(c);
+	struct result *r = result_find(node, u->id);
 
 	if (r == NULL) {
 		assert_true(N.result_count < RESULTS_MAX);
 		r = &N.results[N.result_count++];
 		memset(r, 0, sizeof(*r));
-		r->node = x->node;
+		r->node = node;
 		snprintf(r->id, sizeof(r->id), "%s", u->id);
 	}
 	assert_true(u->attempt_count <= FM_JOB_ATTEMPTS_MAX);
@@ -420,7 +285,7 @@ static void io_job_update(void *c, const fm_job_update *u)
 	/* a final state: exactly once */
 	r->final_updates++;
 	assert_int_equal(r->final_updates, 1);
-	r->final_ms = N.now;
+	r->final_ms = M.now;
 	r->exit_status = u->exit_status;
 	snprintf(r->error, sizeof(r->error), "%s",
 	         u->error != NULL ? u->error : "");
@@ -434,7 +299,7 @@ static void io_job_update(void *c, const fm_job_update *u)
 		memcpy(r->output, u->output, u->output_len);
 		r->output_len = u->output_len;
 	}
-	if (N.chain_left > 0 && x->node == 0) {
+	if (N.chain_left > 0 && node == 0) {
 		char id[32];
 		N.chain_left--;
 		snprintf(id, sizeof(id), "chain-%d", N.chain_next++);
@@ -448,20 +313,13 @@ static void io_job_update(void *c, const fm_job_update *u)
 
 static void make_node(int i, const char *services, const char *local)
 {
+	static const uint8_t fedkey[32] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+	                                   7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+	                                   7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
 	fm_node_config cfg;
-	uint8_t s[FM_SEED_BYTES];
-	char text[32];
 	fm_io io;
 
-	memset(&cfg, 0, sizeof(cfg));
-	memset(s, i + 1, sizeof(s));
-	assert_int_equal(fm_identity_from_seed(s, &cfg.identity), 0);
-	memset(cfg.federation_key, 7, 32);
-	snprintf(text, sizeof(text), "10.0.0.%d:7420", i + 1);
-	assert_int_equal(fm_addr_parse(text, &N.addrs[i]), 0);
-	cfg.record_seq = 1;
-	cfg.advertise[0] = N.addrs[i];
-	cfg.advertise_count = 1;
+	memnet_node_prepare(i, (uint8_t)(i + 1), fedkey, &cfg, &io);
 	cfg.dht_disabled = 1;
 	/* "a,b" with 4 slots each */
 	while (services != NULL && *services != '\0') {
@@ -479,81 +337,26 @@ static void make_node(int i, const char *services, const char *local)
 		local += n + (local[n] == ',');
 	}
 	cfg.capacity = 4;
-	memset(&io, 0, sizeof(io));
-	ctxs[i].node = i;
-	io.ctx = &ctxs[i];
-	io.send_datagram = io_send_datagram;
-	io.random_bytes = io_random;
-	io.stream_open = io_stream_open;
-	io.stream_send = io_stream_send;
-	io.stream_close = io_stream_close;
 	io.job_execute = io_job_execute;
 	io.job_kill = io_job_kill;
 	io.job_update = io_job_update;
-	assert_int_equal(fm_node_new(&cfg, &io, N.now, &N.nodes[i]), 0);
-	if (i >= N.node_count)
-		N.node_count = i + 1;
+	memnet_node_start(i, &cfg, &io);
 }
 
 /* Resets every stream of node i (as when its host vanishes with a RST),
  * optionally freeing the node (a crash). */
 static void reset_links(int i, int free_node)
 {
-	int e;
+	int t;
 
-	for (e = 0; e < N.end_count; e++) {
-		struct end *a = &N.ends[e];
-		if (a->node != i)
-			continue;
-		if (a->open && N.ends[a->other].open &&
-		    N.ends[a->other].node >= 0)
-			push(EV_CLOSED, a->other, NULL, 0);
-		if (a->open && !free_node)
-			push(EV_CLOSED, e, NULL, 0);
-		if (free_node)
-			a->open = 0;
-	}
-	if (free_node) {
-		int t;
-		fm_node_free(N.nodes[i]);
-		N.nodes[i] = NULL;
-		for (t = 0; t < TASKS_MAX; t++)
-			if (N.tasks[t].used && N.tasks[t].node == i) {
-				free(N.tasks[t].input);
-				N.tasks[t].used = 0;
-			}
-	}
-}
-
-static void deliver(struct event *e)
-{
-	struct end *end = &N.ends[e->end];
-	fm_node *node = end->node >= 0 ? N.nodes[end->node] : NULL;
-
-	if (e->type == EV_OPENED && node != NULL) {
-		fm_addr remote = N.addrs[N.ends[end->other].node];
-		fm_node_stream_opened(node, N.now, end->id, &remote,
-		                      end->incoming);
-	} else if (e->type == EV_DATA && node != NULL && end->open) {
-		fm_node_stream_data(node, N.now, end->id, e->data, e->len);
-	} else if (e->type == EV_CLOSED && node != NULL && end->open) {
-		end->open = 0;
-		fm_node_stream_closed(node, N.now, end->id, 0);
-	}
-	free(e->data);
-	e->data = NULL;
-}
-
-static void drain(void)
-{
-	long guard = 0;
-
-	while (N.ev_head != N.ev_tail) {
-		struct event e = N.events[N.ev_head];
-		N.ev_head = (N.ev_head + 1) % EVENTS_MAX;
-		deliver(&e);
-		assert_true(++guard < 10000000);
-	}
+	memnet_reset_links(i, free_node);
+	if (!free_node)
+		return;
+	for (t = 0; t < TASKS_MAX; t++)
+		if (N.tasks[t].used && N.tasks[t].node == i) {
+			free(N.tasks[t].input);
+			N.tasks[t].used = 0;
+		}
 }
 
 /* Finishes the tasks that are due, and starts queued ones in free slots.
@@ -578,9 +381,9 @@ static uint64_t run_tasks(void)
 				}
 				continue;
 			}
-			if (t->done_at <= N.now) {
+			if (t->done_at <= M.now) {
 				task_finish(t);
-				drain();
+				memnet_drain();
 				progress = 1;
 			}
 		}
@@ -592,41 +395,12 @@ static uint64_t run_tasks(void)
 	return next;
 }
 
-static void run_until(uint64_t until)
-{
-	for (;;) {
-		uint64_t next = FM_DEADLINE_NONE, t;
-		int i;
-
-		drain();
-		t = run_tasks();
-		for (i = 0; i < N.node_count; i++) {
-			uint64_t d;
-			if (N.nodes[i] == NULL)
-				continue;
-			d = fm_node_tick(N.nodes[i], N.now);
-			if (d < next)
-				next = d;
-		}
-		if (N.ev_head != N.ev_tail)
-			continue;
-		if (t < next)
-			next = t;
-		if (next > until)
-			break;
-		N.now = next > N.now ? next : N.now + 1;
-	}
-	N.now = until;
-}
-
 static int setup(void **state)
 {
 	(void)state;
 	memset(&N, 0, sizeof(N));
-	N.events = calloc(EVENTS_MAX, sizeof(*N.events));
-	assert_non_null(N.events);
-	N.now = 1000;
-	N.rng = 0x9e3779b97f4a7c15ULL;
+	memnet_reset();
+	M.step = run_tasks;
 	return 0;
 }
 
@@ -635,13 +409,7 @@ static int teardown(void **state)
 	int i;
 
 	(void)state;
-	for (i = 0; i < NODES_MAX; i++)
-		fm_node_free(N.nodes[i]);
-	while (N.ev_head != N.ev_tail) {
-		free(N.events[N.ev_head].data);
-		N.ev_head = (N.ev_head + 1) % EVENTS_MAX;
-	}
-	free(N.events);
+	memnet_free();
 	for (i = 0; i < TASKS_MAX; i++)
 		free(N.tasks[i].input);
 	for (i = 0; i < N.result_count; i++)
@@ -649,25 +417,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void node_id(int node, uint8_t out[32])
-{
-	fm_node_status st;
-
-	fm_node_get_status(N.nodes[node], &st);
-	memcpy(out, st.node_id, 32);
-}
-
-static int connected_peers(int node)
-{
-	fm_node_status st;
-
-	fm_node_get_status(N.nodes[node], &st);
-	return (int)st.peers_connected;
-}
-
 static void connect(int a, int b)
 {
-	assert_int_equal(fm_node_add_contact(N.nodes[a], N.now, &N.addrs[b],
+	assert_int_equal(fm_node_add_contact(M.nodes[a], M.now, &M.addrs[b],
 	                                     FM_SRC_INVITE),
 	                 0);
 }
@@ -685,7 +437,7 @@ static void submit(int node, const char *id, const char *service,
 	spec.input_len = len;
 	spec.timeout_ms = timeout_ms;
 	spec.idempotent = (uint8_t)idempotent;
-	assert_int_equal(fm_node_job_submit(N.nodes[node], N.now, &spec),
+	assert_int_equal(fm_node_job_submit(M.nodes[node], M.now, &spec),
 	                 expect);
 }
 
@@ -693,7 +445,7 @@ static fm_node_stats stats(int node)
 {
 	fm_node_stats st;
 
-	fm_node_get_stats(N.nodes[node], &st);
+	fm_node_get_stats(M.nodes[node], &st);
 	return st;
 }
 
@@ -760,7 +512,7 @@ static void test_alone_runs_locally(void **state)
 	(void)state;
 	make_node(0, "sha256", "exec1");
 	N.cfg[0].service_ms = 5;
-	node_id(0, self);
+	memnet_node_id(0, self);
 	for (k = 0; k < 10; k++) {
 		snprintf(id, sizeof(id), "alone-%d", k);
 		job_input(k, in, sizeof(in));
@@ -775,7 +527,7 @@ static void test_alone_runs_locally(void **state)
 	submit(0, "x", "sha256", NULL, 5, 0, 0, -EINVAL);
 	submit(0, "x", "sha256", NULL, 0, FM_JOB_TIMEOUT_MAX_MS + 1, 0,
 	       -EINVAL);
-	run_until(N.now + 1000);
+	memnet_run_until(M.now + 1000);
 	for (k = 0; k < 10; k++) {
 		snprintf(id, sizeof(id), "alone-%d", k);
 		job_input(k, in, sizeof(in));
@@ -797,11 +549,11 @@ static void test_alone_runs_locally(void **state)
 	assert_int_equal(st.job_attempts, 10);
 	/* the driver saw the IDs as submitted */
 	assert_int_equal(execs_of(0, "alone-3"), 1);
-	assert_int_equal(fm_node_job_cancel(N.nodes[0], N.now, "alone-3"),
+	assert_int_equal(fm_node_job_cancel(M.nodes[0], M.now, "alone-3"),
 	                 -ENOENT);
 	/* nothing left to time */
-	assert_true(fm_node_tick(N.nodes[0], N.now) == FM_DEADLINE_NONE ||
-	            fm_node_tick(N.nodes[0], N.now) > N.now + 60000);
+	assert_true(fm_node_tick(M.nodes[0], M.now) == FM_DEADLINE_NONE ||
+	            fm_node_tick(M.nodes[0], M.now) > M.now + 60000);
 }
 
 static void spread(int nodes, int local)
@@ -819,14 +571,14 @@ static void spread(int nodes, int local)
 		N.cfg[i].service_ms = 20;
 		N.cfg[i].slots = 4;
 	}
-	run_until(N.now + 2000);
-	assert_int_equal(connected_peers(0), nodes - 1);
+	memnet_run_until(M.now + 2000);
+	assert_int_equal(memnet_connected_peers(0), nodes - 1);
 	for (k = 0; k < 300; k++) {
 		snprintf(id, sizeof(id), "spread-%d", k);
 		job_input(k, in, sizeof(in));
 		submit(0, id, "sha256", (uint8_t *)in, strlen(in), 0, 0, 0);
 	}
-	run_until(N.now + 30000);
+	memnet_run_until(M.now + 30000);
 	for (k = 0; k < 300; k++) {
 		snprintf(id, sizeof(id), "spread-%d", k);
 		job_input(k, in, sizeof(in));
@@ -876,14 +628,14 @@ static void test_slow_peer_avoided(void **state)
 	connect(0, 2);
 	N.cfg[1].service_ms = 10;
 	N.cfg[2].service_ms = 400;
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	for (k = 0; k < 400; k++) {
 		snprintf(id, sizeof(id), "pace-%d", k);
 		job_input(k, in, sizeof(in));
 		submit(0, id, "sha256", (uint8_t *)in, strlen(in), 0, 0, 0);
-		run_until(N.now + 25);
+		memnet_run_until(M.now + 25);
 	}
-	run_until(N.now + 5000);
+	memnet_run_until(M.now + 5000);
 	assert_int_equal(stats(0).jobs_by_state[FM_JOB_DONE], 400);
 	print_message("# fast peer %d, slow peer %d\n", N.cfg[1].execs,
 	              N.cfg[2].execs);
@@ -907,7 +659,7 @@ static void test_failing_peer_ejected_and_readmitted(void **state)
 	N.cfg[1].service_ms = 20;
 	N.cfg[2].service_ms = 1;
 	N.cfg[2].mode = MODE_FAIL; /* fails fast: must not look fast */
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	/* a burst: before any feedback half of it goes to the failing peer,
 	 * which fails it at once, again and again: ejected. The rest, paced:
 	 * it gets hardly any of them. */
@@ -916,9 +668,9 @@ static void test_failing_peer_ejected_and_readmitted(void **state)
 		job_input(k, in, sizeof(in));
 		submit(0, id, "sha256", (uint8_t *)in, strlen(in), 0, 0, 0);
 		if (k >= 20)
-			run_until(N.now + 50);
+			memnet_run_until(M.now + 50);
 	}
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	/* every job done: failures were retried on the good peer */
 	for (k = 0; k < 200; k++) {
 		snprintf(id, sizeof(id), "fail-%d", k);
@@ -933,9 +685,9 @@ static void test_failing_peer_ejected_and_readmitted(void **state)
 	assert_true(N.cfg[2].execs <= 20);
 	/* honestly reported failures cost routing (the ejection above), not
 	 * reputation: the peer is not banned for its jobs failing */
-	node_id(2, id2);
-	for (i = 0; i < fm_node_peer_count(N.nodes[0]); i++) {
-		assert_int_equal(fm_node_peer_get(N.nodes[0], i, &p), 0);
+	memnet_node_id(2, id2);
+	for (i = 0; i < fm_node_peer_count(M.nodes[0]); i++) {
+		assert_int_equal(fm_node_peer_get(M.nodes[0], i, &p), 0);
 		if (memcmp(p.node_id, id2, 32) == 0) {
 			assert_true(p.reputation.failures == 0);
 			assert_true(p.state != FM_PEER_BANNED);
@@ -944,15 +696,15 @@ static void test_failing_peer_ejected_and_readmitted(void **state)
 	/* it recovers; after its ejection it is tried, and readmitted */
 	N.cfg[2].mode = MODE_OK;
 	N.cfg[2].service_ms = 5;
-	run_until(N.now + FM_ROUTER_EJECT_MAX_MS + 1000);
+	memnet_run_until(M.now + FM_ROUTER_EJECT_MAX_MS + 1000);
 	before = N.cfg[2].execs;
 	for (k = 0; k < 200; k++) {
 		snprintf(id, sizeof(id), "back-%d", k);
 		job_input(k, in, sizeof(in));
 		submit(0, id, "sha256", (uint8_t *)in, strlen(in), 0, 0, 0);
-		run_until(N.now + 50);
+		memnet_run_until(M.now + 50);
 	}
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	assert_int_equal(stats(0).jobs_by_state[FM_JOB_DONE], 400);
 	print_message("# recovered peer ran %d of 200\n",
 	              N.cfg[2].execs - before);
@@ -976,8 +728,8 @@ static void lose_node(int crash)
 	connect(0, 2);
 	N.cfg[1].service_ms = 2000;
 	N.cfg[2].service_ms = 2000;
-	run_until(N.now + 2000);
-	node_id(2, id2);
+	memnet_run_until(M.now + 2000);
+	memnet_node_id(2, id2);
 	/* 100 jobs: more than the retry budget would allow (20 % of the
 	 * requests + 30): failover from a dead peer must not ask it */
 	for (k = 0; k < 100; k++) {
@@ -986,15 +738,15 @@ static void lose_node(int crash)
 		submit(0, id, "sha256", (uint8_t *)in, strlen(in), 120000, 0,
 		       0);
 	}
-	run_until(N.now + 500);
+	memnet_run_until(M.now + 500);
 	assert_true(N.cfg[2].execs >= 20);
-	lost_at = N.now;
+	lost_at = M.now;
 	if (crash) {
 		reset_links(2, 1);
 	} else {
-		N.cut[2] = 1;
+		M.cut[2] = 1;
 	}
-	run_until(N.now + 100000);
+	memnet_run_until(M.now + 100000);
 	for (k = 0; k < 100; k++) {
 		struct result *r;
 		snprintf(id, sizeof(id), "lose-%d", k);
@@ -1054,14 +806,14 @@ static void dedupe(uint64_t service_ms, uint64_t reset_after, int attach)
 	make_node(1, "sha256", NULL);
 	connect(0, 1);
 	N.cfg[1].service_ms = service_ms;
-	run_until(N.now + 2000);
-	node_id(1, id1);
+	memnet_run_until(M.now + 2000);
+	memnet_node_id(1, id1);
 	submit(0, "same-id", "sha256", (const uint8_t *)in, strlen(in), 60000,
 	       0, 0);
-	run_until(N.now + reset_after);
+	memnet_run_until(M.now + reset_after);
 	assert_int_equal(N.cfg[1].execs, 1);
 	reset_links(1, 0);
-	run_until(N.now + 30000);
+	memnet_run_until(M.now + 30000);
 	check_sha256(0, "same-id", in);
 	r = result_find(0, "same-id");
 	assert_true(r->attempt_count >= 2);
@@ -1105,7 +857,7 @@ static void test_local_service_never_for_peers(void **state)
 	N.cfg[0].service_ms = 200;
 	N.cfg[0].slots = 1;
 	N.cfg[1].service_ms = 1;
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	for (k = 0; k < 30; k++) {
 		snprintf(id, sizeof(id), "mine-%d", k);
 		job_input(k, in, sizeof(in));
@@ -1114,9 +866,9 @@ static void test_local_service_never_for_peers(void **state)
 	/* node 2 wants exec1 from node 0: it is not on offer there */
 	make_node(2, "", NULL);
 	connect(2, 0);
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	submit(2, "want-exec1", "exec1", (const uint8_t *)"x", 1, 0, 0, 0);
-	run_until(N.now + 10000);
+	memnet_run_until(M.now + 10000);
 	for (k = 0; k < 30; k++) {
 		snprintf(id, sizeof(id), "mine-%d", k);
 		job_input(k, in, sizeof(in));
@@ -1138,11 +890,12 @@ static void test_local_service_never_for_peers(void **state)
 	snprintf(m.job_id, sizeof(m.job_id), "forced");
 	snprintf(m.service, sizeof(m.service), "exec1");
 	m.timeout_ms = 1000;
-	assert_int_equal(fm__session_send(N.nodes[2], s, &m), 0);
-	run_until(N.now + 100);
+	assert_int_equal(fm__session_send(M.nodes[2], s, &m), 0);
+	memnet_run_until(M.now + 100);
 	assert_int_equal(stats(0).jobs_served, 0);
 	assert_int_equal(execs_of(0, ":forced"), 0);
-	assert_int_equal(connected_peers(2), 1); /* refusing is no error */
+	assert_int_equal(memnet_connected_peers(2),
+	                 1); /* refusing is no error */
 }
 
 static void test_big_input_chunks(void **state)
@@ -1159,10 +912,10 @@ static void test_big_input_chunks(void **state)
 	make_node(1, "echo,sha256", NULL);
 	connect(0, 1);
 	N.cfg[1].service_ms = 10;
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	before = stats(1);
 	submit(0, "big", "echo", in, len, 0, 0, 0);
-	run_until(N.now + 5000);
+	memnet_run_until(M.now + 5000);
 	r = result_find(0, "big");
 	assert_non_null(r);
 	assert_int_equal(r->state, FM_JOB_DONE);
@@ -1185,18 +938,18 @@ static void test_cancel(void **state)
 	make_node(1, "sha256", NULL);
 	connect(0, 1);
 	N.cfg[1].service_ms = 5000;
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	submit(0, "c1", "sha256", (const uint8_t *)"a", 1, 0, 0, 0);
-	run_until(N.now + 1000);
+	memnet_run_until(M.now + 1000);
 	r = result_find(0, "c1");
 	assert_int_equal(r->state, FM_JOB_RUNNING);
-	assert_int_equal(fm_node_job_cancel(N.nodes[0], N.now, "c1"), 0);
+	assert_int_equal(fm_node_job_cancel(M.nodes[0], M.now, "c1"), 0);
 	assert_int_equal(r->state, FM_JOB_CANCELLED);
 	assert_int_equal(r->attempts[0].outcome, FM_JOB_CANCELLED);
-	run_until(N.now + 100);
+	memnet_run_until(M.now + 100);
 	assert_int_equal(N.cfg[1].kills, 1);
-	assert_int_equal(fm_node_job_cancel(N.nodes[0], N.now, "c1"), -ENOENT);
-	run_until(N.now + 10000);
+	assert_int_equal(fm_node_job_cancel(M.nodes[0], M.now, "c1"), -ENOENT);
+	memnet_run_until(M.now + 10000);
 	assert_int_equal(r->final_updates, 1);
 	/* a cancelled local run: killed in the driver, which reports the
 	 * end from inside job_kill; the ID can be used again */
@@ -1205,8 +958,8 @@ static void test_cancel(void **state)
 	N.cfg[2].mode = MODE_HANG;
 	N.cfg[2].sync_kill = 1;
 	submit(2, "c2", "sha256", (const uint8_t *)"a", 1, 0, 0, 0);
-	run_until(N.now + 100);
-	assert_int_equal(fm_node_job_cancel(N.nodes[2], N.now, "c2"), 0);
+	memnet_run_until(M.now + 100);
+	assert_int_equal(fm_node_job_cancel(M.nodes[2], M.now, "c2"), 0);
 	assert_int_equal(N.cfg[2].kills, 1);
 	assert_int_equal(result_find(2, "c2")->state, FM_JOB_CANCELLED);
 	(void)kills;
@@ -1215,7 +968,7 @@ static void test_cancel(void **state)
 	/* the same ID again: allowed, and it runs */
 	result_find(2, "c2")->final_updates = 0;
 	submit(2, "c2", "sha256", (const uint8_t *)"a", 1, 0, 0, 0);
-	run_until(N.now + 1000);
+	memnet_run_until(M.now + 1000);
 	check_sha256(2, "c2", "a");
 }
 
@@ -1228,10 +981,10 @@ static void test_overall_timeout(void **state)
 	make_node(0, "sha256", NULL);
 	N.cfg[0].mode = MODE_HANG;
 	submit(0, "t1", "sha256", (const uint8_t *)"a", 1, 2000, 0, 0);
-	run_until(N.now + 1999);
+	memnet_run_until(M.now + 1999);
 	r = result_find(0, "t1");
 	assert_int_equal(r->state, FM_JOB_RUNNING);
-	run_until(N.now + 2);
+	memnet_run_until(M.now + 2);
 	assert_int_equal(r->state, FM_JOB_TIMED_OUT);
 	assert_int_equal(N.cfg[0].kills, 1);
 	assert_non_null(strstr(r->error, "timed out"));
@@ -1241,13 +994,13 @@ static void test_overall_timeout(void **state)
 	N.cfg[1].mode = MODE_HANG;
 	make_node(2, "", NULL);
 	connect(2, 1);
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	submit(2, "t2", "sha256", (const uint8_t *)"a", 1, 30000, 0, 0);
-	run_until(N.now + 29000);
+	memnet_run_until(M.now + 29000);
 	r = result_find(2, "t2");
 	assert_int_equal(r->state, FM_JOB_RUNNING);
 	assert_int_equal(r->attempt_count, 1);
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	assert_int_equal(r->state, FM_JOB_TIMED_OUT);
 	assert_int_equal(N.cfg[1].kills, 1);
 }
@@ -1264,16 +1017,16 @@ static void test_nothing_can_run_it(void **state)
 	assert_int_equal(r->state, FM_JOB_FAILED);
 	assert_string_equal(r->error,
 	                    "no node offers service 'x' (tried: nothing)");
-	fm_node_free(N.nodes[0]);
-	N.nodes[0] = NULL;
+	fm_node_free(M.nodes[0]);
+	M.nodes[0] = NULL;
 	/* the service is configured here and offered by a peer, but neither
 	 * driver knows it */
 	make_node(0, "nosuch", NULL);
 	make_node(1, "nosuch", NULL);
 	connect(0, 1);
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	submit(0, "n2", "nosuch", (const uint8_t *)"a", 1, 0, 0, 0);
-	run_until(N.now + 1000);
+	memnet_run_until(M.now + 1000);
 	r = result_find(0, "n2");
 	assert_int_equal(r->state, FM_JOB_FAILED);
 	print_message("# %s\n", r->error);
@@ -1297,12 +1050,12 @@ static void test_hedging(void **state)
 	connect(0, 2);
 	N.cfg[1].service_ms = 3000; /* slow */
 	N.cfg[2].service_ms = 20;
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	for (k = 0; k < 20; k++) {
 		snprintf(id, sizeof(id), "hedge-%d", k);
 		job_input(k, in, sizeof(in));
 		submit(0, id, "sha256", (uint8_t *)in, strlen(in), 0, 1, 0);
-		run_until(N.now + 1000);
+		memnet_run_until(M.now + 1000);
 		check_sha256(0, id, in);
 		r = result_find(0, id);
 		assert_true(r->final_ms - r->attempts[0].start_ms < 1000);
@@ -1314,7 +1067,7 @@ static void test_hedging(void **state)
 	}
 	print_message("# %d of 20 hedged\n", hedged);
 	assert_true(hedged >= 1);
-	run_until(N.now + 5000);
+	memnet_run_until(M.now + 5000);
 	assert_int_equal(N.cfg[1].kills, hedged);
 }
 
@@ -1331,7 +1084,7 @@ static void test_callbacks_may_reenter(void **state)
 	N.cfg[0].sync = 1;
 	N.chain_left = 20;
 	submit(0, "chain-start", "echo", (const uint8_t *)"go", 2, 0, 0, 0);
-	run_until(N.now + 1000);
+	memnet_run_until(M.now + 1000);
 	for (k = 0; k < 20; k++) {
 		snprintf(id, sizeof(id), "chain-%d", k);
 		r = result_find(0, id);
@@ -1341,15 +1094,15 @@ static void test_callbacks_may_reenter(void **state)
 	}
 	make_node(1, "echo", NULL);
 	N.cfg[1].sync = 1;
-	fm_node_free(N.nodes[0]);
-	N.nodes[0] = NULL;
+	fm_node_free(M.nodes[0]);
+	M.nodes[0] = NULL;
 	make_node(0, "", NULL);
 	connect(0, 1);
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	N.chain_left = 10;
 	N.chain_next = 100;
 	submit(0, "remote-start", "echo", (const uint8_t *)"go", 2, 0, 0, 0);
-	run_until(N.now + 1000);
+	memnet_run_until(M.now + 1000);
 	for (k = 100; k < 110; k++) {
 		snprintf(id, sizeof(id), "chain-%d", k);
 		r = result_find(0, id);
@@ -1368,16 +1121,16 @@ static int session_to(int a, int b)
 	uint8_t id[32];
 	int p;
 
-	node_id(b, id);
-	p = fm__peer_find(N.nodes[a], id);
+	memnet_node_id(b, id);
+	p = fm__peer_find(M.nodes[a], id);
 	assert_true(p >= 0);
-	return N.nodes[a]->peers[p].session;
+	return M.nodes[a]->peers[p].session;
 }
 
 /* Sends raw plaintext as one transport frame from node a to node b. */
 static void send_raw(int a, int b, const uint8_t *plain, size_t len)
 {
-	struct fm__session *s = N.nodes[a]->sessions[session_to(a, b)];
+	struct fm__session *s = M.nodes[a]->sessions[session_to(a, b)];
 	uint8_t frame[2 + 256 + 16];
 	size_t ct = 0;
 
@@ -1387,7 +1140,7 @@ static void send_raw(int a, int b, const uint8_t *plain, size_t len)
 	                 0);
 	frame[0] = (uint8_t)(ct >> 8);
 	frame[1] = (uint8_t)ct;
-	assert_int_equal(N.nodes[a]->io.stream_send(N.nodes[a]->io.ctx,
+	assert_int_equal(M.nodes[a]->io.stream_send(M.nodes[a]->io.ctx,
 	                                            s->stream_id, frame,
 	                                            2 + ct),
 	                 0);
@@ -1395,7 +1148,7 @@ static void send_raw(int a, int b, const uint8_t *plain, size_t len)
 
 static void send_msg_from(int a, int b, const fm__msg *m)
 {
-	assert_int_equal(fm__session_send(N.nodes[a], session_to(a, b), m), 0);
+	assert_int_equal(fm__session_send(M.nodes[a], session_to(a, b), m), 0);
 }
 
 static uint64_t bad_messages(int node)
@@ -1410,15 +1163,15 @@ static void forgive(int a, int b)
 	uint8_t id[32];
 	int p;
 
-	node_id(b, id);
-	p = fm__peer_find(N.nodes[a], id);
+	memnet_node_id(b, id);
+	p = fm__peer_find(M.nodes[a], id);
 	assert_true(p >= 0);
-	memset(&N.nodes[a]->peers[p].info.reputation, 0,
-	       sizeof(N.nodes[a]->peers[p].info.reputation));
-	N.nodes[a]->peers[p].ban_until_ms = 0;
-	if (N.nodes[a]->peers[p].info.state == FM_PEER_BANNED) {
-		N.nodes[a]->peers[p].info.state = FM_PEER_BACKOFF;
-		N.nodes[a]->peers[p].next_dial_ms = N.now;
+	memset(&M.nodes[a]->peers[p].info.reputation, 0,
+	       sizeof(M.nodes[a]->peers[p].info.reputation));
+	M.nodes[a]->peers[p].ban_until_ms = 0;
+	if (M.nodes[a]->peers[p].info.state == FM_PEER_BANNED) {
+		M.nodes[a]->peers[p].info.state = FM_PEER_BACKOFF;
+		M.nodes[a]->peers[p].next_dial_ms = M.now;
 	}
 }
 
@@ -1426,9 +1179,9 @@ static void reconnect(void)
 {
 	forgive(0, 1);
 	forgive(1, 0);
-	run_until(N.now + 5000);
-	assert_int_equal(connected_peers(0), 1);
-	assert_int_equal(connected_peers(1), 1);
+	memnet_run_until(M.now + 5000);
+	assert_int_equal(memnet_connected_peers(0), 1);
+	assert_int_equal(memnet_connected_peers(1), 1);
 }
 
 static void test_malformed_job_messages(void **state)
@@ -1459,13 +1212,13 @@ static void test_malformed_job_messages(void **state)
 	N.cfg[0].mode = MODE_HANG;
 	N.cfg[1].mode = MODE_HANG;
 	connect(0, 1);
-	run_until(N.now + 2000);
+	memnet_run_until(M.now + 2000);
 	/* codec-level garbage: each ends the session, costs reputation, and
 	 * nothing crashes */
 	for (i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
 		bad = bad_messages(0);
 		send_raw(1, 0, (const uint8_t *)raw[i].bytes, raw[i].len);
-		run_until(N.now + 10);
+		memnet_run_until(M.now + 10);
 		if (bad_messages(0) != bad + 1)
 			fail_msg("raw message %zu was accepted", i);
 		reconnect();
@@ -1480,7 +1233,7 @@ static void test_malformed_job_messages(void **state)
 	m.chunk_len = 10;
 	bad = bad_messages(0);
 	send_msg_from(1, 0, &m);
-	run_until(N.now + 10);
+	memnet_run_until(M.now + 10);
 	assert_int_equal(bad_messages(0), bad + 1);
 	reconnect();
 	/* a request in two chunks, then a gap, an overrun, a repeat */
@@ -1498,7 +1251,7 @@ static void test_malformed_job_messages(void **state)
 	m.offset = 60; /* gap */
 	m.chunk_len = 40;
 	send_msg_from(1, 0, &m);
-	run_until(N.now + 10);
+	memnet_run_until(M.now + 10);
 	assert_int_equal(bad_messages(0), bad + 1);
 	reconnect();
 	m.type = FM__MSG_JOB_REQUEST;
@@ -1509,7 +1262,7 @@ static void test_malformed_job_messages(void **state)
 	m.offset = 50;
 	m.chunk_len = 60; /* overrun */
 	send_msg_from(1, 0, &m);
-	run_until(N.now + 10);
+	memnet_run_until(M.now + 10);
 	assert_int_equal(bad_messages(0), bad + 2);
 	reconnect();
 	m.type = FM__MSG_JOB_REQUEST;
@@ -1517,7 +1270,7 @@ static void test_malformed_job_messages(void **state)
 	m.chunk_len = 50;
 	send_msg_from(1, 0, &m);
 	send_msg_from(1, 0, &m); /* the same request twice on one session */
-	run_until(N.now + 10);
+	memnet_run_until(M.now + 10);
 	assert_int_equal(bad_messages(0), bad + 3);
 	reconnect();
 	/* a result that skips bytes, for a job that is really running there:
@@ -1529,12 +1282,12 @@ static void test_malformed_job_messages(void **state)
 		char id[32];
 		int k, found = 0;
 		uint8_t id1[32];
-		node_id(1, id1);
+		memnet_node_id(1, id1);
 		for (k = 0; k < 20 && !found; k++) {
 			snprintf(id, sizeof(id), "victim-%d", k);
 			submit(0, id, "sha256", (const uint8_t *)"v", 1, 60000,
 			       0, 0);
-			run_until(N.now + 10);
+			memnet_run_until(M.now + 10);
 			r = result_find(0, id);
 			if (r->attempt_count == 1 &&
 			    memcmp(r->attempts[0].node_id, id1, 32) == 0)
@@ -1553,7 +1306,7 @@ static void test_malformed_job_messages(void **state)
 		m.type = FM__MSG_JOB_RESULT_DATA;
 		m.offset = 20; /* gap */
 		send_msg_from(1, 0, &m);
-		run_until(N.now + 10);
+		memnet_run_until(M.now + 10);
 		assert_int_equal(bad_messages(0), bad + 1);
 		/* the job was not fooled: it fails over (locally, hanging) */
 		r = result_find(0, id);
@@ -1562,7 +1315,7 @@ static void test_malformed_job_messages(void **state)
 	/* the offender's reputation took the hits */
 	{
 		fm_peer_info p;
-		assert_int_equal(fm_node_peer_get(N.nodes[0], 0, &p), 0);
+		assert_int_equal(fm_node_peer_get(M.nodes[0], 0, &p), 0);
 		assert_true(p.reputation.invalid > 0.9);
 	}
 }
