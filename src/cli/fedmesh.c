@@ -1655,6 +1655,62 @@ cleanup:
 	return rc;
 }
 
+/* A row of a table as people read it: cells already cut to their width. */
+#define FM_CLI_TABLE_COLS_MAX 8
+
+typedef struct table_row {
+	char cell[FM_CLI_TABLE_COLS_MAX][FM_CLI_CELL_MAX_BYTES];
+} table_row;
+
+typedef void (*table_row_format_fn)(json_t *item, time_t now, table_row *row);
+
+static void table_row_print(const char *const *cells, const size_t *width,
+                            size_t cols)
+{
+	size_t col, pad;
+
+	for (col = 0; col < cols; col++) {
+		fputs(cells[col], stdout);
+		if (col + 1 == cols)
+			break;
+		/* Two spaces between columns, none after the last. */
+		for (pad = text_cols(cells[col]); pad < width[col] + 2; pad++)
+			fputc(' ', stdout);
+	}
+	fputc('\n', stdout);
+}
+
+/* Prints a JSON array as a table under `headers`, each column as wide as its
+ * widest cell. Two passes, formatting each row twice, so memory stays
+ * constant however many rows there are. */
+static void table_print(json_t *list, const char *const *headers, size_t cols,
+                        table_row_format_fn format)
+{
+	size_t width[FM_CLI_TABLE_COLS_MAX];
+	const char *cells[FM_CLI_TABLE_COLS_MAX];
+	time_t now = time(NULL);
+	table_row row;
+	size_t i, col, w;
+
+	for (col = 0; col < cols; col++)
+		width[col] = strlen(headers[col]);
+	for (i = 0; i < json_array_size(list); i++) {
+		format(json_array_get(list, i), now, &row);
+		for (col = 0; col < cols; col++) {
+			w = text_cols(row.cell[col]);
+			if (w > width[col])
+				width[col] = w;
+		}
+	}
+	table_row_print(headers, width, cols);
+	for (i = 0; i < json_array_size(list); i++) {
+		format(json_array_get(list, i), now, &row);
+		for (col = 0; col < cols; col++)
+			cells[col] = row.cell[col];
+		table_row_print(cells, width, cols);
+	}
+}
+
 enum peer_col {
 	PEER_COL_NODE,
 	PEER_COL_ADDRESS,
@@ -1667,16 +1723,14 @@ enum peer_col {
 	PEER_COL_COUNT
 };
 
+_Static_assert(PEER_COL_COUNT <= FM_CLI_TABLE_COLS_MAX, "peer table columns");
+
 static const char *const peer_headers[PEER_COL_COUNT] = {
         "NODE", "ADDRESS", "SOURCE",    "STATE",
         "RTT",  "SCORE",   "LAST SEEN", "LAST ERROR",
 };
 
-typedef struct peer_row {
-	char cell[PEER_COL_COUNT][FM_CLI_CELL_MAX_BYTES];
-} peer_row;
-
-static void peer_row_format(json_t *peer, time_t now, peer_row *row)
+static void peer_row_format(json_t *peer, time_t now, table_row *row)
 {
 	char cell[FM_CLI_CELL_MAX_BYTES];
 	json_t *addresses, *first, *v;
@@ -1757,30 +1811,9 @@ static void peer_row_format(json_t *peer, time_t now, peer_row *row)
 	           FM_CLI_ERROR_CELL_MAX_COLS);
 }
 
-static void table_row_print(const char *const cells[PEER_COL_COUNT],
-                            const size_t width[PEER_COL_COUNT])
-{
-	size_t col, pad;
-
-	for (col = 0; col < PEER_COL_COUNT; col++) {
-		fputs(cells[col], stdout);
-		if (col + 1 == PEER_COL_COUNT)
-			break;
-		/* Two spaces between columns, none after the last. */
-		for (pad = text_cols(cells[col]); pad < width[col] + 2; pad++)
-			fputc(' ', stdout);
-	}
-	fputc('\n', stdout);
-}
-
 static int cmd_peers(cli *c)
 {
-	size_t width[PEER_COL_COUNT];
-	const char *cells[PEER_COL_COUNT];
 	json_t *root = NULL, *list;
-	peer_row row;
-	size_t i, col, w;
-	time_t now;
 	int rc;
 
 	rc = api_get(c, "/v1/peers", &root);
@@ -1803,26 +1836,7 @@ static int cmd_peers(cli *c)
 		rc = 0;
 		goto cleanup;
 	}
-	now = time(NULL);
-	/* Two passes, formatting each row twice, so memory stays constant
-	 * however many peers there are. */
-	for (col = 0; col < PEER_COL_COUNT; col++)
-		width[col] = strlen(peer_headers[col]);
-	for (i = 0; i < json_array_size(list); i++) {
-		peer_row_format(json_array_get(list, i), now, &row);
-		for (col = 0; col < PEER_COL_COUNT; col++) {
-			w = text_cols(row.cell[col]);
-			if (w > width[col])
-				width[col] = w;
-		}
-	}
-	table_row_print(peer_headers, width);
-	for (i = 0; i < json_array_size(list); i++) {
-		peer_row_format(json_array_get(list, i), now, &row);
-		for (col = 0; col < PEER_COL_COUNT; col++)
-			cells[col] = row.cell[col];
-		table_row_print(cells, width);
-	}
+	table_print(list, peer_headers, PEER_COL_COUNT, peer_row_format);
 	rc = 0;
 cleanup:
 	json_decref(root);
@@ -2408,14 +2422,12 @@ enum {
 	JOB_COL_COUNT
 };
 
+_Static_assert(JOB_COL_COUNT <= FM_CLI_TABLE_COLS_MAX, "job table columns");
+
 static const char *const job_headers[JOB_COL_COUNT] = {
         "ID", "SERVICE", "STATE", "CREATED", "RAN ON", "EXIT", "ERROR"};
 
-typedef struct job_row {
-	char cell[JOB_COL_COUNT][FM_CLI_CELL_MAX_BYTES];
-} job_row;
-
-static void job_row_format(json_t *job, time_t now, job_row *row)
+static void job_row_format(json_t *job, time_t now, table_row *row)
 {
 	json_t *ran_on = json_object_get(job, "ran_on");
 
@@ -2439,21 +2451,6 @@ static void job_row_format(json_t *job, time_t now, job_row *row)
 	           FM_CLI_CELL_MAX_BYTES, FM_CLI_ERROR_CELL_MAX_COLS);
 }
 
-static void job_table_row(const char *const cells[JOB_COL_COUNT],
-                          const size_t width[JOB_COL_COUNT])
-{
-	size_t col, pad;
-
-	for (col = 0; col < JOB_COL_COUNT; col++) {
-		fputs(cells[col], stdout);
-		if (col + 1 == JOB_COL_COUNT)
-			break;
-		for (pad = text_cols(cells[col]); pad < width[col] + 2; pad++)
-			fputc(' ', stdout);
-	}
-	fputc('\n', stdout);
-}
-
 static int cmd_jobs(cli *c)
 {
 	static const char *const states[] = {
@@ -2461,12 +2458,8 @@ static int cmd_jobs(cli *c)
 	        "failed", "timed_out",  "cancelled"};
 	char path[FM_CLI_JOB_PATH_MAX];
 	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
-	size_t width[JOB_COL_COUNT];
-	const char *cells[JOB_COL_COUNT];
 	json_t *root = NULL;
-	job_row row;
-	size_t i, col, w;
-	time_t now;
+	size_t i;
 	int rc, known = 0;
 
 	if (c->state != NULL) {
@@ -2505,24 +2498,7 @@ static int cmd_jobs(cli *c)
 		rc = 0;
 		goto cleanup;
 	}
-	now = time(NULL);
-	for (col = 0; col < JOB_COL_COUNT; col++)
-		width[col] = strlen(job_headers[col]);
-	for (i = 0; i < json_array_size(root); i++) {
-		job_row_format(json_array_get(root, i), now, &row);
-		for (col = 0; col < JOB_COL_COUNT; col++) {
-			w = text_cols(row.cell[col]);
-			if (w > width[col])
-				width[col] = w;
-		}
-	}
-	job_table_row(job_headers, width);
-	for (i = 0; i < json_array_size(root); i++) {
-		job_row_format(json_array_get(root, i), now, &row);
-		for (col = 0; col < JOB_COL_COUNT; col++)
-			cells[col] = row.cell[col];
-		job_table_row(cells, width);
-	}
+	table_print(root, job_headers, JOB_COL_COUNT, job_row_format);
 	rc = 0;
 cleanup:
 	json_decref(root);
