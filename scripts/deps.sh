@@ -39,8 +39,10 @@ libmicrohttpd-dev $MSGPACK_PLACEHOLDER libsqlite3-dev libjansson-dev
 libinih-dev libcurl4-openssl-dev libcmocka-dev"
 # Test extras: curl drives the HTTP API, procps gives ps/pgrep, iproute2
 # gives ss (which ports are bound) to the integration tests, clang-format
-# checks the style (tests/format.sh).
-[ "$want_test" = 1 ] && pkgs="$pkgs curl procps iproute2 clang-format dbus avahi-daemon avahi-utils"
+# checks the style (tests/format.sh), valgrind runs daemon.sh under memcheck
+# (tests/integration/valgrind.sh), sqlite3 checks the store's integrity
+# after SIGKILLs (tests/integration/crashloop.sh).
+[ "$want_test" = 1 ] && pkgs="$pkgs curl procps iproute2 clang-format dbus avahi-daemon avahi-utils valgrind sqlite3"
 [ "$want_bench" = 1 ] && pkgs="$pkgs wrk curl procps"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

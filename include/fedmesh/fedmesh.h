@@ -382,6 +382,9 @@ typedef struct fm_node_config {
 	uint8_t dht_subnet_max;
 	/* enum fm_job_strategy; 0 (P2C) unless comparing. */
 	uint8_t job_strategy;
+	/* Inbound sessions not yet authenticated held at once; beyond it the
+	 * oldest is closed. 0 = FM_HANDSHAKES_MAX, at most FM_SESSIONS_MAX. */
+	uint16_t handshakes_max;
 } fm_node_config;
 
 /* Why an inbound datagram was not accepted; one counter each. */

@@ -134,6 +134,8 @@ struct fm_node {
 	struct fm__disc *disc; /* NULL when mDNS and the beacon are off */
 	fm__dht *dht;          /* NULL when cfg.dht_disabled */
 	uint8_t shut_down;     /* fm_node_shutdown() ran */
+	/* cfg.handshakes_max, 0 replaced by FM_HANDSHAKES_MAX (session.c) */
+	uint16_t handshakes_max;
 	struct fm__jobs *jobs;
 	fm_node_stats stats;
 };

@@ -83,6 +83,9 @@ int fm_node_new(const fm_node_config *cfg, const fm_io *io, uint64_t now_ms,
 		rc = build_record(node, cfg);
 	node->started_ms = now_ms;
 	node->last_now_ms = now_ms;
+	node->handshakes_max = cfg->handshakes_max;
+	if (node->handshakes_max == 0 || node->handshakes_max > FM_SESSIONS_MAX)
+		node->handshakes_max = FM_HANDSHAKES_MAX;
 	if (rc == 0)
 		rc = fm__disc_new(node, cfg);
 	if (rc == 0)

@@ -790,7 +790,7 @@ void fm_node_stream_opened(fm_node *node, uint64_t now_ms, uint64_t stream_id,
 				oldest = i;
 		}
 		/* Unauthenticated connections are capped; the oldest goes. */
-		if (handshaking >= FM_HANDSHAKES_MAX && oldest >= 0)
+		if (handshaking >= node->handshakes_max && oldest >= 0)
 			fm__session_close(node, now_ms, oldest, FM_SESS_LIMIT,
 			                  1);
 		index = alloc_session(node, now_ms);

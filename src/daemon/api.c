@@ -1044,6 +1044,21 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	api_text_printf(&t, "fedmesh_udp_send_errors_total %" PRIu64 "\n",
 	                d->counters.udp_send_errors);
 
+	api_text_family(&t, "fedmesh_connections_refused_total", "counter",
+	                "Inbound connections closed at once, by [limits] key.");
+	api_text_printf(&t,
+	                "fedmesh_connections_refused_total{reason=\"limit\"} "
+	                "%" PRIu64 "\n"
+	                "fedmesh_connections_refused_total{reason=\"rate\"} "
+	                "%" PRIu64 "\n",
+	                d->counters.connections_refused[FMD_REFUSED_LIMIT],
+	                d->counters.connections_refused[FMD_REFUSED_RATE]);
+
+	api_text_family(&t, "fedmesh_peer_queue_overflows_total", "counter",
+	                "Connections closed because their peer did not read.");
+	api_text_printf(&t, "fedmesh_peer_queue_overflows_total %" PRIu64 "\n",
+	                d->counters.peer_queue_overflows);
+
 	if (!t.overflow) {
 		int n = fmd_jobs_metrics(d, t.buf, t.len, t.cap);
 

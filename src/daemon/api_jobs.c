@@ -438,6 +438,15 @@ static enum MHD_Result post_job(fmd_api *api, fmd *d,
 		ret = bad_request(api, conn, "invalid job");
 		goto cleanup;
 	}
+	if (rc == -EAGAIN) {
+		ret = fmd_api_respond_error(
+		        api, conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+		        "too_many_jobs",
+		        "too many unfinished jobs ([limits] jobs_pending_max); "
+		        "retry later",
+		        NULL);
+		goto cleanup;
+	}
 	if (rc < 0) {
 		fmd_log_ids(FM_LOG_ERROR, "api", NULL, req.id,
 		            "cannot queue a job: %s", strerror(-rc));

@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <ini.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +97,11 @@ void fmd_config_defaults(fmd_config *cfg, const char *xdg_state_home,
 	cfg->beacon = 1;
 	cfg->dht = 1;
 	fmd_jobs_config_defaults(&cfg->jobs);
+	cfg->limits.connections_max = FMD_LIMIT_CONNECTIONS_DEFAULT;
+	cfg->limits.handshakes_max = FMD_LIMIT_HANDSHAKES_DEFAULT;
+	cfg->limits.source_handshakes_per_s = FMD_LIMIT_SOURCE_RATE_DEFAULT;
+	cfg->limits.jobs_pending_max = FMD_LIMIT_JOBS_PENDING_DEFAULT;
+	cfg->limits.peer_queue_max_bytes = FMD_LIMIT_PEER_QUEUE_DEFAULT_BYTES;
 }
 
 int fmd_config_check_addr(const char *text)
@@ -124,6 +131,74 @@ static int check_advertise(const char *text)
 	    fmd_addr_is_wildcard(&addr))
 		return -EINVAL;
 	return 0;
+}
+
+/* A decimal number from min to max, nothing else on the line. */
+static int parse_uint_range(const char *text, unsigned long min,
+                            unsigned long max, unsigned *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || text[0] == '-' ||
+	    n < min || n > max)
+		return -EINVAL;
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* [limits]: each key, its bounds, and where it goes. */
+static int set_limit(fmd_limits_config *l, const char *key, const char *value,
+                     char *err, size_t err_len)
+{
+	static const struct {
+		const char *key;
+		unsigned long min, max;
+		size_t offset;
+	} keys[] = {
+	        {"connections_max", 1, FMD_LIMIT_CONNECTIONS_MAX,
+	         offsetof(fmd_limits_config, connections_max)},
+	        {"handshakes_max", 1, FMD_LIMIT_HANDSHAKES_MAX,
+	         offsetof(fmd_limits_config, handshakes_max)},
+	        {"source_handshakes_per_s", 1, FMD_LIMIT_SOURCE_RATE_MAX,
+	         offsetof(fmd_limits_config, source_handshakes_per_s)},
+	        {"jobs_pending_max", 1, FMD_LIMIT_JOBS_PENDING_MAX,
+	         offsetof(fmd_limits_config, jobs_pending_max)},
+	};
+	size_t i;
+
+	if (strcmp(key, "peer_queue_max") == 0) {
+		uint64_t n;
+		if (fmd_parse_size(value, &n) != 0 ||
+		    n < FMD_LIMIT_PEER_QUEUE_MIN_BYTES ||
+		    n > FMD_LIMIT_PEER_QUEUE_MAX_BYTES) {
+			snprintf(err, err_len,
+			         "[limits] peer_queue_max must be a size from "
+			         "64K to 1G, not '%s'",
+			         value);
+			return -EINVAL;
+		}
+		l->peer_queue_max_bytes = n;
+		return 0;
+	}
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (strcmp(key, keys[i].key) != 0)
+			continue;
+		if (parse_uint_range(
+		            value, keys[i].min, keys[i].max,
+		            (unsigned *)((char *)l + keys[i].offset)) != 0) {
+			snprintf(err, err_len,
+			         "[limits] %s must be a number from %lu to "
+			         "%lu, not '%s'",
+			         key, keys[i].min, keys[i].max, value);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	snprintf(err, err_len, "unknown option [limits] %s", key);
+	return -EINVAL;
 }
 
 static int parse_bool(const char *text, int *out)
@@ -355,6 +430,8 @@ static int set_option(fmd_config *cfg, const char *section, const char *key,
 			return -EINVAL;
 		}
 		cfg->dht_subnet_max = (unsigned)n;
+	} else if (strcmp(section, "limits") == 0) {
+		return set_limit(&cfg->limits, key, value, err, err_len);
 	} else if (fmd_jobs_config_owns(section)) {
 		return fmd_jobs_config_set(&cfg->jobs, section, key, value, err,
 		                           err_len);
@@ -705,6 +782,13 @@ void fmd_config_print(const fmd_config *cfg, FILE *out)
 		fprintf(out, "hostname = %s\n", cfg->mdns_hostname);
 	fprintf(out, "\n[dht]\nenabled = %s\nsubnet_max = %u\n",
 	        cfg->dht ? "true" : "false", cfg->dht_subnet_max);
+	fprintf(out,
+	        "\n[limits]\nconnections_max = %u\nhandshakes_max = %u\n"
+	        "source_handshakes_per_s = %u\njobs_pending_max = %u\n"
+	        "peer_queue_max = %" PRIu64 "\n",
+	        cfg->limits.connections_max, cfg->limits.handshakes_max,
+	        cfg->limits.source_handshakes_per_s,
+	        cfg->limits.jobs_pending_max, cfg->limits.peer_queue_max_bytes);
 	fmd_jobs_config_print(&cfg->jobs, out);
 }
 

@@ -30,6 +30,40 @@
 /* Largest [dht] subnet_max: a bucket's size (k = 20), i.e. no cap. */
 #define FMD_DHT_SUBNET_MAX_MAX 20
 
+/* [limits]: what one source, or everyone together, may make the daemon
+ * hold (docs/OPERATIONS.md, docs/SECURITY.md). The defaults, and the
+ * largest values accepted. */
+#define FMD_LIMIT_CONNECTIONS_DEFAULT 256 /* TCP streams, in and out */
+#define FMD_LIMIT_CONNECTIONS_MAX 1024    /* = net.c's stream table */
+#define FMD_LIMIT_HANDSHAKES_DEFAULT 32   /* = FM_HANDSHAKES_MAX */
+#define FMD_LIMIT_HANDSHAKES_MAX 256      /* = FM_SESSIONS_MAX */
+#define FMD_LIMIT_SOURCE_RATE_DEFAULT 10  /* connections/s per address */
+#define FMD_LIMIT_SOURCE_RATE_MAX 100000
+#define FMD_LIMIT_JOBS_PENDING_DEFAULT 65536 /* unfinished jobs submitted */
+#define FMD_LIMIT_JOBS_PENDING_MAX (16 * 1024 * 1024)
+#define FMD_LIMIT_PEER_QUEUE_DEFAULT_BYTES (8ULL * 1024 * 1024)
+#define FMD_LIMIT_PEER_QUEUE_MIN_BYTES (64ULL * 1024) /* a frame or so */
+#define FMD_LIMIT_PEER_QUEUE_MAX_BYTES (1024ULL * 1024 * 1024)
+
+typedef struct fmd_limits_config {
+	/* TCP connections open at once on the peer port, inbound and
+	 * outbound; an inbound one beyond it is accepted and closed. */
+	unsigned connections_max;
+	/* Inbound connections not yet authenticated (the core's handshake
+	 * cap); beyond it the oldest of them is closed. */
+	unsigned handshakes_max;
+	/* Inbound connections accepted per second from one IP address
+	 * (IPv6: one /64), with a burst of twice that; beyond it they are
+	 * closed before any byte is read. */
+	unsigned source_handshakes_per_s;
+	/* Jobs submitted here and not finished (queued, backlog, running);
+	 * beyond it POST /v1/jobs answers 503. */
+	unsigned jobs_pending_max;
+	/* Bytes waiting to be written to one connection; a peer that does
+	 * not read is disconnected beyond it. */
+	uint64_t peer_queue_max_bytes;
+} fmd_limits_config;
+
 typedef struct fmd_config {
 	char state_dir[FMD_PATH_MAX];
 	char config_file[FMD_PATH_MAX]; /* file that was read; "" if none */
@@ -70,6 +104,8 @@ typedef struct fmd_config {
 	/* Jobs: [jobs] and the exec services of [service.NAME] sections
 	 * (services.h; file only, no flags). */
 	fmd_jobs_config jobs;
+	/* [limits] (file only). */
+	fmd_limits_config limits;
 } fmd_config;
 
 /* What the command line asked for besides configuration. */

@@ -18,11 +18,20 @@ struct fmd_net;
 struct fmd_jobs;
 
 /* Counters of the daemon itself (the core keeps its own, fm_node_stats). */
+/* Why an inbound connection was closed before the core saw it. */
+enum fmd_refused_reason {
+	FMD_REFUSED_LIMIT = 0, /* [limits] connections_max */
+	FMD_REFUSED_RATE,      /* [limits] source_handshakes_per_s */
+	FMD_REFUSED_REASON_COUNT
+};
+
 typedef struct fmd_counters {
 	uint64_t http_requests[6];    /* index = status / 100 (1xx..5xx) */
 	uint64_t http_unauthorized;   /* 401 answers */
 	uint64_t http_forbidden_host; /* 403 answers to a foreign Host */
 	uint64_t udp_send_errors;
+	uint64_t connections_refused[FMD_REFUSED_REASON_COUNT];
+	uint64_t peer_queue_overflows; /* [limits] peer_queue_max */
 } fmd_counters;
 
 typedef struct fmd {

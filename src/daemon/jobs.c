@@ -1162,6 +1162,11 @@ int fmd_jobs_submit(fmd *d, fmd_job_request *req)
 	}
 	if (req->input_len > d->cfg.jobs.input_max)
 		return -EMSGSIZE;
+	/* [limits] jobs_pending_max: the store, the backlog and the core
+	 * hold every unfinished job; a client that submits faster than the
+	 * jobs finish is told to come back later instead. */
+	if (jobs->active.count >= d->cfg.limits.jobs_pending_max)
+		return -EAGAIN;
 	if (req->timeout_ms == 0)
 		req->timeout_ms = d->cfg.jobs.timeout_ms;
 	row = calloc(1, sizeof(*row));

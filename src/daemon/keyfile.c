@@ -23,6 +23,7 @@
 
 int fmd_mkdir_private(const char *dir, char *err, size_t err_len)
 {
+	struct stat st;
 	char path[FMD_PATH_MAX];
 	size_t len = strlen(dir);
 	size_t i;
@@ -45,6 +46,27 @@ int fmd_mkdir_private(const char *dir, char *err, size_t err_len)
 			return -errno;
 		}
 		path[i] = i == len ? '\0' : '/';
+	}
+	/* It may have existed: someone else's directory, or one others may
+	 * write to, could have its files swapped under us; one they may
+	 * merely read is tightened (the files in it are 0600 anyway). */
+	if (lstat(dir, &st) != 0) {
+		snprintf(err, err_len, "cannot stat %s: %s", dir,
+		         strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 022) != 0) {
+		snprintf(err, err_len,
+		         "%s is not a directory of this user that only it may "
+		         "write to (mode %03o); fix with: chmod 700 %s",
+		         dir, (unsigned)(st.st_mode & 07777), dir);
+		return -EPERM;
+	}
+	if ((st.st_mode & 077) != 0 && chmod(dir, 0700) != 0) {
+		snprintf(err, err_len, "cannot chmod 700 %s: %s", dir,
+		         strerror(errno));
+		return -errno;
 	}
 	return 0;
 }

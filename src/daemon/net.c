@@ -23,8 +23,17 @@
 #include "log.h"
 #include "net.h"
 
-/* Concurrent TCP streams; a connection beyond this is closed at once. */
-#define FMD_NET_STREAMS_MAX 1024
+/* Slots of the stream table: the largest [limits] connections_max. */
+#define FMD_NET_STREAMS_MAX FMD_LIMIT_CONNECTIONS_MAX
+/* Sources whose connection rate is tracked ([limits]
+ * source_handshakes_per_s); when full, the least recently seen entry is
+ * reused, so a flood from many addresses costs a fixed table. */
+#define FMD_NET_RATE_SOURCES 256
+/* A source may connect this many seconds' worth of its rate at once. */
+#define FMD_NET_RATE_BURST_S 2
+/* A refused connection is logged at most this often (with a count), so
+ * a flood does not become a flood of log lines. */
+#define FMD_NET_REFUSE_LOG_MS 10000
 /* Receive buffer: larger than any datagram we accept so that an oversize
  * one is seen whole and counted instead of silently truncated. */
 #define FMD_NET_UDP_BUF_BYTES 65536
@@ -51,6 +60,18 @@ struct stream {
 	int closing;
 	uint32_t writes;        /* uv_write requests not completed yet */
 	int close_when_written; /* the core closed it with writes pending */
+	/* Closed here because the peer does not read ([limits]
+	 * peer_queue_max): the core is told from the close callback, not
+	 * from inside the fm_io call that found it. */
+	int overflowed;
+};
+
+/* One source address's token bucket, in thousandths of a connection. */
+struct rate_source {
+	uint8_t key[16]; /* IPv4 address, or an IPv6 /64 */
+	uint8_t used;
+	uint64_t tokens_milli;
+	uint64_t updated_ms;
 };
 
 struct fmd_net {
@@ -69,6 +90,9 @@ struct fmd_net {
 	uint32_t stream_generation;
 	char tcp_buf[FMD_NET_TCP_READ_BYTES];
 	int tcp_buf_busy;
+	struct rate_source rate[FMD_NET_RATE_SOURCES];
+	uint64_t refused_logged_ms; /* last "connection refused" log line */
+	uint64_t refused_unlogged;  /* refusals since that line */
 };
 
 /* Stream IDs carry their slot in the low 16 bits and a generation above,
@@ -171,10 +195,17 @@ static int io_send_datagram(void *ctx, const fm_addr *to, const uint8_t *buf,
 static void on_stream_closed(uv_handle_t *h)
 {
 	struct stream *s = h->data;
+	struct fmd_net *net = s->net;
 
 	/* net is NULL once fmd_net_stop() detached the stream. */
-	if (s->net != NULL)
-		s->net->streams[s->slot] = NULL;
+	if (net != NULL) {
+		net->streams[s->slot] = NULL;
+		if (s->overflowed && net->d->node != NULL && !net->lingering) {
+			fm_node_stream_closed(net->d->node, fmd_now_ms(net->d),
+			                      s->id, -ENOBUFS);
+			reschedule(net);
+		}
+	}
 	free(s);
 }
 
@@ -356,6 +387,20 @@ static int io_stream_send(void *ctx, uint64_t stream_id, const uint8_t *buf,
 
 	if (s == NULL)
 		return -ENOTCONN;
+	/* What the kernel did not take waits in libuv's queue; a peer that
+	 * stops reading would make it grow without end. */
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) + len >
+	    net->d->cfg.limits.peer_queue_max_bytes) {
+		net->d->counters.peer_queue_overflows++;
+		fmd_log(FM_LOG_WARN, "net",
+		        "closing a connection whose peer does not read: over "
+		        "%" PRIu64 " bytes queued ([limits] peer_queue_max)",
+		        net->d->cfg.limits.peer_queue_max_bytes);
+		s->overflowed = 1;
+		s->closing = 1;
+		uv_close((uv_handle_t *)&s->tcp, on_stream_closed);
+		return -ENOBUFS;
+	}
 	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
 		return -ENOMEM;
@@ -473,9 +518,94 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 	reschedule(net);
 }
 
+static int streams_open(const struct fmd_net *net)
+{
+	int i, n = 0;
+
+	for (i = 0; i < FMD_NET_STREAMS_MAX; i++)
+		n += net->streams[i] != NULL;
+	return n;
+}
+
+/* Takes one connection from the source's token bucket ([limits]
+ * source_handshakes_per_s, burst FMD_NET_RATE_BURST_S seconds' worth).
+ * Returns 0 when the source may connect, -EAGAIN when it is over. */
+static int rate_take(struct fmd_net *net, const fm_addr *from, uint64_t now_ms)
+{
+	const uint64_t rate = net->d->cfg.limits.source_handshakes_per_s;
+	const uint64_t cap_milli = rate * FMD_NET_RATE_BURST_S * 1000;
+	struct rate_source *r = NULL, *lru = &net->rate[0];
+	uint8_t key[16];
+	size_t i;
+
+	memset(key, 0, sizeof(key));
+	/* An IPv6 host usually holds a whole /64: count it as one source. */
+	memcpy(key, from->ip, from->family == FM_AF_INET6 ? 8 : 4);
+	key[15] = (uint8_t)from->family;
+	for (i = 0; i < FMD_NET_RATE_SOURCES; i++) {
+		struct rate_source *e = &net->rate[i];
+		if (e->used && memcmp(e->key, key, sizeof(key)) == 0) {
+			r = e;
+			break;
+		}
+		if (!e->used || (lru->used && e->updated_ms < lru->updated_ms))
+			lru = e;
+	}
+	if (r == NULL) {
+		r = lru;
+		memcpy(r->key, key, sizeof(key));
+		r->used = 1;
+		r->tokens_milli = cap_milli;
+		r->updated_ms = now_ms;
+	}
+	/* Refill: rate tokens a second, i.e. rate thousandths a ms. */
+	if (now_ms > r->updated_ms) {
+		r->tokens_milli += (now_ms - r->updated_ms) * rate;
+		if (r->tokens_milli > cap_milli)
+			r->tokens_milli = cap_milli;
+	}
+	r->updated_ms = now_ms;
+	if (r->tokens_milli < 1000)
+		return -EAGAIN;
+	r->tokens_milli -= 1000;
+	return 0;
+}
+
+/* Accepts a connection only to close it, so the backlog does not fill
+ * with it; counts and (rate-limited) logs why. */
+static void refuse_connection(struct fmd_net *net, uv_stream_t *listener,
+                              uv_tcp_t *accepted, const char *why)
+{
+	uint64_t now = fmd_now_ms(net->d);
+
+	if (accepted == NULL) {
+		uv_tcp_t *tmp = malloc(sizeof(*tmp));
+		if (tmp == NULL)
+			return;
+		if (uv_tcp_init(net->d->loop, tmp) != 0) {
+			free(tmp);
+			return;
+		}
+		/* Initialised: it must go through uv_close() either way. */
+		(void)uv_accept(listener, (uv_stream_t *)tmp);
+		uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+	}
+	net->refused_unlogged++;
+	if (net->refused_logged_ms == 0 ||
+	    now - net->refused_logged_ms >= FMD_NET_REFUSE_LOG_MS) {
+		fmd_log(FM_LOG_WARN, "net",
+		        "connection refused: %s (%" PRIu64
+		        " refused since the last such line)",
+		        why, net->refused_unlogged);
+		net->refused_logged_ms = now;
+		net->refused_unlogged = 0;
+	}
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct fmd_net *net = listener->data;
+	const fmd_limits_config *lim = &net->d->cfg.limits;
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	struct stream *s;
@@ -483,18 +613,11 @@ static void on_connection(uv_stream_t *listener, int status)
 
 	if (status != 0)
 		return;
-	s = new_stream(net);
-	if (s == NULL) {
-		/* Accept and drop, so the backlog does not fill with it. */
-		uv_tcp_t *tmp = malloc(sizeof(*tmp));
-		if (tmp != NULL && uv_tcp_init(net->d->loop, tmp) == 0 &&
-		    uv_accept(listener, (uv_stream_t *)tmp) == 0)
-			uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
-		else
-			free(tmp);
-		fmd_log(FM_LOG_WARN, "net",
-		        "connection refused: %d streams open",
-		        FMD_NET_STREAMS_MAX);
+	if (streams_open(net) >= (int)lim->connections_max ||
+	    (s = new_stream(net)) == NULL) {
+		net->d->counters.connections_refused[FMD_REFUSED_LIMIT]++;
+		refuse_connection(net, listener, NULL,
+		                  "[limits] connections_max reached");
 		return;
 	}
 	if (uv_accept(listener, (uv_stream_t *)&s->tcp) != 0) {
@@ -504,6 +627,13 @@ static void on_connection(uv_stream_t *listener, int status)
 	memset(&remote, 0, sizeof(remote));
 	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
 		sockaddr_to_fm((struct sockaddr *)&ss, &remote);
+	if (rate_take(net, &remote, fmd_now_ms(net->d)) != 0) {
+		net->d->counters.connections_refused[FMD_REFUSED_RATE]++;
+		close_stream(s, 0, 0);
+		refuse_connection(net, listener, &s->tcp,
+		                  "[limits] source_handshakes_per_s exceeded");
+		return;
+	}
 	uv_read_start((uv_stream_t *)&s->tcp, on_tcp_alloc, on_tcp_read);
 	fm_node_stream_opened(net->d->node, fmd_now_ms(net->d), s->id, &remote,
 	                      1);
@@ -1366,6 +1496,7 @@ int fmd_net_start(fmd *d, fmd_net **out, char *err, size_t err_len)
 	fmd_jobs_attach(d, &io, &ncfg);
 	ncfg.dht_disabled = (uint8_t)!d->cfg.dht;
 	ncfg.dht_subnet_max = (uint8_t)d->cfg.dht_subnet_max;
+	ncfg.handshakes_max = (uint16_t)d->cfg.limits.handshakes_max;
 	rc = fm_node_new(&ncfg, &io, fmd_now_ms(d), &d->node);
 	sodium_memzero(&ncfg, sizeof(ncfg));
 	if (rc != 0) {

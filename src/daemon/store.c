@@ -5,6 +5,7 @@
 #include "daemon/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Long enough that a second fedmeshd (or the CLI) holding a write lock
  * briefly does not turn into a spurious error, short enough that a wedged
@@ -19,6 +22,8 @@
 #define FMD_STORE_BUSY_TIMEOUT_MS 5000
 /* "PRAGMA user_version = " plus an int. */
 #define FMD_STORE_PRAGMA_MAX 64
+/* A database path with "-wal" appended. */
+#define FMD_STORE_PATH_MAX 4096
 
 struct fmd_store {
 	sqlite3 *db;
@@ -400,6 +405,46 @@ int fmd_store_open(const char *path, fmd_store **out, char *err, size_t err_len)
 	                         err_len);
 }
 
+/* The database holds job inputs and outputs and the peer table: 0600
+ * like the keys, whatever the umask. sqlite creates the -wal and -shm
+ * files with the database's mode; ones left by an older run are fixed
+ * too. Paths sqlite treats specially (":memory:", URIs) are left alone. */
+static int make_private(const char *path, char *err, size_t err_len)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	char name[FMD_STORE_PATH_MAX];
+	struct stat st;
+	size_t i;
+	int fd;
+
+	if (path[0] == ':' || strncmp(path, "file:", 5) == 0)
+		return 0;
+	for (i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if ((size_t)snprintf(name, sizeof(name), "%s%s", path,
+		                     suffixes[i]) >= sizeof(name)) {
+			set_err(err, err_len, "path too long: %s", path);
+			return -ENAMETOOLONG;
+		}
+		fd = open(name, O_RDWR | O_CLOEXEC | (i == 0 ? O_CREAT : 0),
+		          0600);
+		if (fd < 0 && errno == ENOENT && i > 0)
+			continue;
+		if (fd < 0) {
+			set_err(err, err_len, "%s: %s", name, strerror(errno));
+			return -errno;
+		}
+		if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0 &&
+		    fchmod(fd, 0600) != 0) {
+			set_err(err, err_len, "cannot chmod 600 %s: %s", name,
+			        strerror(errno));
+			close(fd);
+			return -EPERM;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
 int fmd_store_open_at(const char *path, int target, fmd_store **out, char *err,
                       size_t err_len)
 {
@@ -423,6 +468,9 @@ int fmd_store_open_at(const char *path, int target, fmd_store **out, char *err,
 		ret = -ENOMEM;
 		goto fail;
 	}
+	ret = make_private(path, err, err_len);
+	if (ret != 0)
+		goto fail;
 	/* One connection per fmd_store, used from one thread at a time. */
 	rc = sqlite3_open_v2(path, &store->db,
 	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |

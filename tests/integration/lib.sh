@@ -14,6 +14,13 @@ DAEMON_PIDS=""
 ROOT_FLAG=""
 [ "$(id -u)" = 0 ] && ROOT_FLAG="--allow-root"
 
+# FEDMESH_WRAPPER: a command fedmeshd is started under, e.g. "valgrind
+# --error-exitcode=99" (tests/integration/valgrind.sh); empty by default.
+# FEDMESH_START_WAIT_S: how long start_daemon waits for the API (a daemon
+# under valgrind starts ten times slower).
+FEDMESH_WRAPPER=${FEDMESH_WRAPPER:-}
+FEDMESH_START_WAIT_S=${FEDMESH_START_WAIT_S:-10}
+
 cleanup_all() {
 	for p in $DAEMON_PIDS; do
 		kill -9 "$p" 2>/dev/null
@@ -48,21 +55,37 @@ check() {
 	fi
 }
 
+# In a sanitizer build (build-asan/) a daemon's ASan, LSan or UBSan report
+# goes to its log; one that did not stop the daemon, or stopped it where
+# no test looked, must still fail the test.
+sanitizer_check() {
+	reports=$(grep -l -E '^(==[0-9]+==ERROR: (Address|Leak)Sanitizer|.*: runtime error: )' \
+		"$TEST_TMP"/*.log 2>/dev/null)
+	if [ -n "$reports" ]; then
+		for f in $reports; do
+			not_ok "no sanitizer report in $(basename "$f")" \
+				"$(grep -m1 -A12 -E 'Sanitizer|runtime error' "$f")"
+		done
+	fi
+}
+
 tap_done() {
+	sanitizer_check
 	echo "1..$TAP_N"
 	[ "$TAP_FAILED" -eq 0 ]
 }
 
-# start_daemon NAME [ARGS...]: starts fedmeshd with state dir
-# $TEST_TMP/NAME, waits (10 s at most) for its API address file, and sets
-# PID, STATE, API (host:port) and TOKEN.
+# start_daemon NAME [ARGS...]: starts fedmeshd (under $FEDMESH_WRAPPER)
+# with state dir $TEST_TMP/NAME, waits ($FEDMESH_START_WAIT_S s at most) for
+# its API address file, and sets PID, STATE, API (host:port) and TOKEN.
 start_daemon() {
 	name=$1
 	shift
 	STATE=$TEST_TMP/$name
 	mkdir -p "$STATE"
 	rm -f "$STATE/api.addr"
-	"$FEDMESHD" --state-dir "$STATE" --listen 127.0.0.1:0 \
+	# shellcheck disable=SC2086 # the wrapper is a command line
+	$FEDMESH_WRAPPER "$FEDMESHD" --state-dir "$STATE" --listen 127.0.0.1:0 \
 		--api 127.0.0.1:0 $ROOT_FLAG "$@" \
 		>>"$TEST_TMP/$name.log" 2>&1 &
 	PID=$!
@@ -70,7 +93,7 @@ start_daemon() {
 	i=0
 	while [ ! -s "$STATE/api.addr" ]; do
 		i=$((i + 1))
-		if [ $i -gt 100 ] || ! kill -0 "$PID" 2>/dev/null; then
+		if [ $i -gt $((FEDMESH_START_WAIT_S * 10)) ] || ! kill -0 "$PID" 2>/dev/null; then
 			echo "# fedmeshd $name did not start; its log:"
 			sed 's/^/#   /' "$TEST_TMP/$name.log"
 			return 1
@@ -82,13 +105,14 @@ start_daemon() {
 	return 0
 }
 
-# stop_daemon PID: SIGTERM, then wait up to 10 s; sets EXIT_CODE.
+# stop_daemon PID: SIGTERM, then wait up to $FEDMESH_START_WAIT_S s (10 s
+# by default); sets EXIT_CODE.
 stop_daemon() {
 	kill -TERM "$1" 2>/dev/null
 	i=0
 	while kill -0 "$1" 2>/dev/null; do
 		i=$((i + 1))
-		if [ $i -gt 100 ]; then
+		if [ $i -gt $((FEDMESH_START_WAIT_S * 10)) ]; then
 			kill -9 "$1" 2>/dev/null
 			EXIT_CODE=timeout
 			return 1
@@ -104,4 +128,23 @@ stop_daemon() {
 # the body and then the status code on the last line.
 http() {
 	curl -s -m 5 -w '\n%{http_code}' "$@"
+}
+
+# metric API TOKEN REGEX: the sum of the /metrics samples whose line
+# matches REGEX (anchored at the start), 0 when none.
+metric() {
+	curl -s -m 5 -H "Authorization: Bearer $2" "http://$1/metrics" |
+		grep -E "^$3" | awk '{ s += $NF } END { printf "%d\n", s }'
+}
+
+# proc_kb PID FIELD: a field of /proc/PID/status in kB (VmRSS, VmHWM).
+proc_kb() {
+	awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+# peer_port API TOKEN: the peer port of a daemon started by start_daemon
+# (its listen address in /v1/status that is not the API's).
+peer_port() {
+	curl -s -m 5 -H "Authorization: Bearer $2" "http://$1/v1/status" |
+		grep -o '127\.0\.0\.1:[0-9]*' | grep -v "^$1\$" | head -n1 | cut -d: -f2
 }

@@ -484,6 +484,73 @@ static void test_discovery(void **state)
 	                 -E2BIG);
 }
 
+/* [limits]: defaults, values from the file, bounds, and a printed
+ * configuration that reads back the same. */
+static void test_limits(void **state)
+{
+	static const char *const bad[] = {
+	        "connections_max = 0",
+	        "connections_max = 1025",
+	        "handshakes_max = 257",
+	        "handshakes_max = -1",
+	        "source_handshakes_per_s = ",
+	        "jobs_pending_max = 1e3",
+	        "peer_queue_max = 1K",
+	        "peer_queue_max = 2G",
+	        "queue = 1",
+	};
+	fmd_config_env env = {NULL, NULL, "/home/u"};
+	enum fmd_action action;
+	char path[128], text[256], err[256];
+	fmd_config cfg, again;
+	FILE *fp;
+	size_t i;
+
+	(void)state;
+	fmd_config_defaults(&cfg, NULL, "/home/u");
+	assert_int_equal(cfg.limits.connections_max, 256);
+	assert_int_equal(cfg.limits.handshakes_max, 32);
+	assert_int_equal(cfg.limits.source_handshakes_per_s, 10);
+	assert_int_equal(cfg.limits.jobs_pending_max, 65536);
+	assert_int_equal(cfg.limits.peer_queue_max_bytes, 8 * 1024 * 1024);
+
+	snprintf(path, sizeof(path), "%s/limits.conf", tmpdir);
+	write_text(path,
+	           "[limits]\nconnections_max = 1024\nhandshakes_max = 1\n"
+	           "source_handshakes_per_s = 500\n"
+	           "jobs_pending_max = 7\npeer_queue_max = 64K\n");
+	assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 0);
+	assert_int_equal(cfg.limits.connections_max, 1024);
+	assert_int_equal(cfg.limits.handshakes_max, 1);
+	assert_int_equal(cfg.limits.source_handshakes_per_s, 500);
+	assert_int_equal(cfg.limits.jobs_pending_max, 7);
+	assert_int_equal(cfg.limits.peer_queue_max_bytes, 65536);
+
+	/* What --print-config writes reads back to the same limits. */
+	snprintf(path, sizeof(path), "%s/limits-printed.conf", tmpdir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fmd_config_print(&cfg, fp);
+	fclose(fp);
+	assert_int_equal(resolve(&again, &env, &action, err, sizeof(err), "-c",
+	                         path, NULL),
+	                 0);
+	assert_memory_equal(&again.limits, &cfg.limits, sizeof(cfg.limits));
+
+	snprintf(path, sizeof(path), "%s/limits-bad.conf", tmpdir);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[limits]\n%s\n", bad[i]);
+		write_text(path, text);
+		err[0] = '\0';
+		assert_int_equal(resolve(&cfg, &env, &action, err, sizeof(err),
+		                         "-c", path, NULL),
+		                 -EINVAL);
+		assert_non_null(strstr(err, "[limits]"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +562,7 @@ int main(void)
 	        cmocka_unit_test(test_actions_and_print_round_trip),
 	        cmocka_unit_test(test_advertise_and_join),
 	        cmocka_unit_test(test_discovery),
+	        cmocka_unit_test(test_limits),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
