@@ -37,6 +37,7 @@
 #include "disc.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics_text.h"
 #include "net.h"
 
 /* Local clients only (the CLI, a scraper): a few hundred is plenty and keeps
@@ -132,14 +133,6 @@ static size_t api_drain_max(const api_req *req)
 	               ? req->body_max
 	               : FMD_API_BODY_DRAIN_MAX_BYTES;
 }
-
-/* A bounded text buffer for the metrics page. */
-typedef struct api_text {
-	char *buf;
-	size_t len;
-	size_t cap;
-	int overflow;
-} api_text;
 
 static void api_set_err(char *err, size_t err_len, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -809,46 +802,6 @@ cleanup:
 	return ret;
 }
 
-static void api_text_printf(api_text *t, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-
-static void api_text_printf(api_text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->overflow)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= t->cap - t->len) {
-		t->overflow = 1;
-		return;
-	}
-	t->len += (size_t)n;
-}
-
-/* A label value with the escapes of the text format (\\, \", \n). */
-static void api_text_label(api_text *t, const char *value)
-{
-	for (; value != NULL && *value != '\0' && !t->overflow; value++) {
-		if (*value == '\\' || *value == '"')
-			api_text_printf(t, "\\%c", *value);
-		else if (*value == '\n')
-			api_text_printf(t, "\\n");
-		else
-			api_text_printf(t, "%c", *value);
-	}
-}
-
-static void api_text_family(api_text *t, const char *name, const char *type,
-                            const char *help)
-{
-	api_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-	                type);
-}
-
 static void api_count_peer_states(const fm_node *node,
                                   uint64_t counts[FM_PEER_STATE_COUNT])
 {
@@ -869,7 +822,7 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
                                        struct MHD_Connection *conn)
 {
 	const fmd *d = api->d;
-	api_text t = {.buf = NULL, .len = 0, .cap = FMD_API_METRICS_MAX_BYTES};
+	fmd_mtext t = {.buf = NULL, .len = 0, .cap = FMD_API_METRICS_MAX_BYTES};
 	uint64_t peers_by_state[FM_PEER_STATE_COUNT] = {0};
 	fmd_disc_counters disc;
 	fm_node_stats stats;
@@ -889,175 +842,180 @@ static enum MHD_Result api_get_metrics(fmd_api *api,
 	if (t.buf == NULL)
 		return api_respond_internal(api, conn);
 
-	api_text_family(&t, "fedmesh_build_info", "gauge",
-	                "Version of fedmeshd; always 1.");
-	api_text_printf(&t, "fedmesh_build_info{version=\"");
-	api_text_label(&t, fm_version());
-	api_text_printf(&t, "\"} 1\n");
+	fmd_mtext_family(&t, "fedmesh_build_info", "gauge",
+	                 "Version of fedmeshd; always 1.");
+	fmd_mtext_printf(&t, "fedmesh_build_info{version=\"");
+	fmd_mtext_label(&t, fm_version());
+	fmd_mtext_printf(&t, "\"} 1\n");
 
-	api_text_family(&t, "fedmesh_uptime_seconds", "gauge",
-	                "Seconds since fedmeshd started.");
-	api_text_printf(&t, "fedmesh_uptime_seconds %" PRIu64 "\n",
-	                api_uptime_s(d));
+	fmd_mtext_family(&t, "fedmesh_uptime_seconds", "gauge",
+	                 "Seconds since fedmeshd started.");
+	fmd_mtext_printf(&t, "fedmesh_uptime_seconds %" PRIu64 "\n",
+	                 api_uptime_s(d));
 
-	api_text_family(&t, "fedmesh_peers_connected", "gauge",
-	                "Peers with an established session.");
-	api_text_printf(&t, "fedmesh_peers_connected %" PRIu32 "\n",
-	                st.peers_connected);
+	fmd_mtext_family(&t, "fedmesh_peers_connected", "gauge",
+	                 "Peers with an established session.");
+	fmd_mtext_printf(&t, "fedmesh_peers_connected %" PRIu32 "\n",
+	                 st.peers_connected);
 
-	api_text_family(&t, "fedmesh_datagrams_received_total", "counter",
-	                "Datagrams received on the peer port.");
-	api_text_printf(&t, "fedmesh_datagrams_received_total %" PRIu64 "\n",
-	                stats.datagrams_received);
+	fmd_mtext_family(&t, "fedmesh_datagrams_received_total", "counter",
+	                 "Datagrams received on the peer port.");
+	fmd_mtext_printf(&t, "fedmesh_datagrams_received_total %" PRIu64 "\n",
+	                 stats.datagrams_received);
 
-	api_text_family(&t, "fedmesh_datagrams_dropped_total", "counter",
-	                "Inbound datagrams dropped, by reason.");
+	fmd_mtext_family(&t, "fedmesh_datagrams_dropped_total", "counter",
+	                 "Inbound datagrams dropped, by reason.");
 	for (r = 0; r < FM_DROP_REASON_COUNT; r++) {
 		const char *name = fm_drop_reason_name((enum fm_drop_reason)r);
 
-		api_text_printf(&t,
-		                "fedmesh_datagrams_dropped_total{reason=\"");
-		api_text_label(&t, name != NULL ? name : "unknown");
-		api_text_printf(&t, "\"} %" PRIu64 "\n",
-		                stats.datagrams_dropped[r]);
+		fmd_mtext_printf(&t,
+		                 "fedmesh_datagrams_dropped_total{reason=\"");
+		fmd_mtext_label(&t, name != NULL ? name : "unknown");
+		fmd_mtext_printf(&t, "\"} %" PRIu64 "\n",
+		                 stats.datagrams_dropped[r]);
 	}
 
-	api_text_family(&t, "fedmesh_stream_bytes_received_total", "counter",
-	                "Bytes received on peer streams.");
-	api_text_printf(&t, "fedmesh_stream_bytes_received_total %" PRIu64 "\n",
-	                stats.stream_bytes_received);
+	fmd_mtext_family(&t, "fedmesh_stream_bytes_received_total", "counter",
+	                 "Bytes received on peer streams.");
+	fmd_mtext_printf(&t,
+	                 "fedmesh_stream_bytes_received_total %" PRIu64 "\n",
+	                 stats.stream_bytes_received);
 
-	api_text_family(&t, "fedmesh_handshakes_completed_total", "counter",
-	                "Noise handshakes that ended in a session.");
-	api_text_printf(&t, "fedmesh_handshakes_completed_total %" PRIu64 "\n",
-	                stats.handshakes_completed);
+	fmd_mtext_family(&t, "fedmesh_handshakes_completed_total", "counter",
+	                 "Noise handshakes that ended in a session.");
+	fmd_mtext_printf(&t, "fedmesh_handshakes_completed_total %" PRIu64 "\n",
+	                 stats.handshakes_completed);
 
-	api_text_family(&t, "fedmesh_session_errors_total", "counter",
-	                "Sessions ended or frames refused, by reason.");
+	fmd_mtext_family(&t, "fedmesh_session_errors_total", "counter",
+	                 "Sessions ended or frames refused, by reason.");
 	for (r = 0; r < FM_SESS_ERROR_COUNT; r++) {
 		const char *name =
 		        fm_session_error_name((enum fm_session_error)r);
 
-		api_text_printf(&t, "fedmesh_session_errors_total{reason=\"");
-		api_text_label(&t, name != NULL ? name : "unknown");
-		api_text_printf(&t, "\"} %" PRIu64 "\n",
-		                stats.session_errors[r]);
+		fmd_mtext_printf(&t, "fedmesh_session_errors_total{reason=\"");
+		fmd_mtext_label(&t, name != NULL ? name : "unknown");
+		fmd_mtext_printf(&t, "\"} %" PRIu64 "\n",
+		                 stats.session_errors[r]);
 	}
 
-	api_text_family(&t, "fedmesh_frames_sent_total", "counter",
-	                "Encrypted frames sent on sessions.");
-	api_text_printf(&t, "fedmesh_frames_sent_total %" PRIu64 "\n",
-	                stats.frames_sent);
-	api_text_family(&t, "fedmesh_frames_received_total", "counter",
-	                "Encrypted frames received and accepted on sessions.");
-	api_text_printf(&t, "fedmesh_frames_received_total %" PRIu64 "\n",
-	                stats.frames_received);
-	api_text_family(&t, "fedmesh_rekeys_total", "counter",
-	                "Session rekeys.");
-	api_text_printf(&t, "fedmesh_rekeys_total %" PRIu64 "\n", stats.rekeys);
-	api_text_family(&t, "fedmesh_records_accepted_total", "counter",
-	                "Signed node records accepted.");
-	api_text_printf(&t, "fedmesh_records_accepted_total %" PRIu64 "\n",
-	                stats.records_accepted);
-	api_text_family(&t, "fedmesh_peers_banned_total", "counter",
-	                "Peers banned for a reputation below the threshold.");
-	api_text_printf(&t, "fedmesh_peers_banned_total %" PRIu64 "\n",
-	                stats.peers_banned);
+	fmd_mtext_family(&t, "fedmesh_frames_sent_total", "counter",
+	                 "Encrypted frames sent on sessions.");
+	fmd_mtext_printf(&t, "fedmesh_frames_sent_total %" PRIu64 "\n",
+	                 stats.frames_sent);
+	fmd_mtext_family(&t, "fedmesh_frames_received_total", "counter",
+	                 "Encrypted frames received and accepted on sessions.");
+	fmd_mtext_printf(&t, "fedmesh_frames_received_total %" PRIu64 "\n",
+	                 stats.frames_received);
+	fmd_mtext_family(&t, "fedmesh_rekeys_total", "counter",
+	                 "Session rekeys.");
+	fmd_mtext_printf(&t, "fedmesh_rekeys_total %" PRIu64 "\n",
+	                 stats.rekeys);
+	fmd_mtext_family(&t, "fedmesh_records_accepted_total", "counter",
+	                 "Signed node records accepted.");
+	fmd_mtext_printf(&t, "fedmesh_records_accepted_total %" PRIu64 "\n",
+	                 stats.records_accepted);
+	fmd_mtext_family(&t, "fedmesh_peers_banned_total", "counter",
+	                 "Peers banned for a reputation below the threshold.");
+	fmd_mtext_printf(&t, "fedmesh_peers_banned_total %" PRIu64 "\n",
+	                 stats.peers_banned);
 
-	api_text_family(&t, "fedmesh_mdns_packets_received_total", "counter",
-	                "mDNS packets received on the interfaces in use.");
-	api_text_printf(&t, "fedmesh_mdns_packets_received_total %" PRIu64 "\n",
-	                stats.mdns_received);
-	api_text_family(&t, "fedmesh_mdns_packets_sent_total", "counter",
-	                "mDNS packets sent (queries, answers, goodbyes).");
-	api_text_printf(&t, "fedmesh_mdns_packets_sent_total %" PRIu64 "\n",
-	                stats.mdns_sent);
-	api_text_family(&t, "fedmesh_mdns_malformed_total", "counter",
-	                "mDNS packets that failed to parse.");
-	api_text_printf(&t, "fedmesh_mdns_malformed_total %" PRIu64 "\n",
-	                stats.mdns_malformed);
-	api_text_family(&t, "fedmesh_mdns_send_errors_total", "counter",
-	                "mDNS packets the sockets failed to send.");
-	api_text_printf(&t, "fedmesh_mdns_send_errors_total %" PRIu64 "\n",
-	                disc.mdns_send_errors);
-	api_text_family(&t, "fedmesh_mdns_off_link_total", "counter",
-	                "Unicast mDNS packets dropped for an off-link source.");
-	api_text_printf(&t, "fedmesh_mdns_off_link_total %" PRIu64 "\n",
-	                disc.mdns_off_link);
-	api_text_family(&t, "fedmesh_beacons_sent_total", "counter",
-	                "Discovery beacons sent (announces and replies).");
-	api_text_printf(&t, "fedmesh_beacons_sent_total %" PRIu64 "\n",
-	                stats.beacons_sent);
-	api_text_family(&t, "fedmesh_beacons_received_total", "counter",
-	                "Discovery beacons of this federation received.");
-	api_text_printf(&t, "fedmesh_beacons_received_total %" PRIu64 "\n",
-	                stats.beacons_received);
-	api_text_family(&t, "fedmesh_beacons_invalid_total", "counter",
-	                "Beacon-like datagrams that failed to open (another "
-	                "federation, or forged).");
-	api_text_printf(&t, "fedmesh_beacons_invalid_total %" PRIu64 "\n",
-	                stats.beacons_invalid);
-	api_text_family(&t, "fedmesh_peers_discovered_total", "counter",
-	                "Members of this federation found by mDNS or the "
-	                "beacon.");
-	api_text_printf(&t, "fedmesh_peers_discovered_total %" PRIu64 "\n",
-	                stats.peers_discovered);
-	api_text_family(&t, "fedmesh_foreign_nodes_seen_total", "counter",
-	                "fedmesh nodes of other federations seen on the LAN.");
-	api_text_printf(&t, "fedmesh_foreign_nodes_seen_total %" PRIu64 "\n",
-	                stats.foreign_seen);
-	api_text_family(&t, "fedmesh_discovery_interfaces", "gauge",
-	                "Interfaces local discovery uses now.");
-	api_text_printf(&t, "fedmesh_discovery_interfaces %zu\n",
-	                fmd_disc_iface_count(d->disc));
+	fmd_mtext_family(&t, "fedmesh_mdns_packets_received_total", "counter",
+	                 "mDNS packets received on the interfaces in use.");
+	fmd_mtext_printf(&t,
+	                 "fedmesh_mdns_packets_received_total %" PRIu64 "\n",
+	                 stats.mdns_received);
+	fmd_mtext_family(&t, "fedmesh_mdns_packets_sent_total", "counter",
+	                 "mDNS packets sent (queries, answers, goodbyes).");
+	fmd_mtext_printf(&t, "fedmesh_mdns_packets_sent_total %" PRIu64 "\n",
+	                 stats.mdns_sent);
+	fmd_mtext_family(&t, "fedmesh_mdns_malformed_total", "counter",
+	                 "mDNS packets that failed to parse.");
+	fmd_mtext_printf(&t, "fedmesh_mdns_malformed_total %" PRIu64 "\n",
+	                 stats.mdns_malformed);
+	fmd_mtext_family(&t, "fedmesh_mdns_send_errors_total", "counter",
+	                 "mDNS packets the sockets failed to send.");
+	fmd_mtext_printf(&t, "fedmesh_mdns_send_errors_total %" PRIu64 "\n",
+	                 disc.mdns_send_errors);
+	fmd_mtext_family(
+	        &t, "fedmesh_mdns_off_link_total", "counter",
+	        "Unicast mDNS packets dropped for an off-link source.");
+	fmd_mtext_printf(&t, "fedmesh_mdns_off_link_total %" PRIu64 "\n",
+	                 disc.mdns_off_link);
+	fmd_mtext_family(&t, "fedmesh_beacons_sent_total", "counter",
+	                 "Discovery beacons sent (announces and replies).");
+	fmd_mtext_printf(&t, "fedmesh_beacons_sent_total %" PRIu64 "\n",
+	                 stats.beacons_sent);
+	fmd_mtext_family(&t, "fedmesh_beacons_received_total", "counter",
+	                 "Discovery beacons of this federation received.");
+	fmd_mtext_printf(&t, "fedmesh_beacons_received_total %" PRIu64 "\n",
+	                 stats.beacons_received);
+	fmd_mtext_family(&t, "fedmesh_beacons_invalid_total", "counter",
+	                 "Beacon-like datagrams that failed to open (another "
+	                 "federation, or forged).");
+	fmd_mtext_printf(&t, "fedmesh_beacons_invalid_total %" PRIu64 "\n",
+	                 stats.beacons_invalid);
+	fmd_mtext_family(&t, "fedmesh_peers_discovered_total", "counter",
+	                 "Members of this federation found by mDNS or the "
+	                 "beacon.");
+	fmd_mtext_printf(&t, "fedmesh_peers_discovered_total %" PRIu64 "\n",
+	                 stats.peers_discovered);
+	fmd_mtext_family(&t, "fedmesh_foreign_nodes_seen_total", "counter",
+	                 "fedmesh nodes of other federations seen on the LAN.");
+	fmd_mtext_printf(&t, "fedmesh_foreign_nodes_seen_total %" PRIu64 "\n",
+	                 stats.foreign_seen);
+	fmd_mtext_family(&t, "fedmesh_discovery_interfaces", "gauge",
+	                 "Interfaces local discovery uses now.");
+	fmd_mtext_printf(&t, "fedmesh_discovery_interfaces %zu\n",
+	                 fmd_disc_iface_count(d->disc));
 
-	api_text_family(&t, "fedmesh_peers", "gauge",
-	                "Peers in the peer table, by state.");
+	fmd_mtext_family(&t, "fedmesh_peers", "gauge",
+	                 "Peers in the peer table, by state.");
 	for (r = 0; r < FM_PEER_STATE_COUNT; r++) {
-		api_text_printf(&t, "fedmesh_peers{state=\"");
-		api_text_label(&t, fm_peer_state_name((enum fm_peer_state)r));
-		api_text_printf(&t, "\"} %" PRIu64 "\n", peers_by_state[r]);
+		fmd_mtext_printf(&t, "fedmesh_peers{state=\"");
+		fmd_mtext_label(&t, fm_peer_state_name((enum fm_peer_state)r));
+		fmd_mtext_printf(&t, "\"} %" PRIu64 "\n", peers_by_state[r]);
 	}
 
-	api_text_family(&t, "fedmesh_http_requests_total", "counter",
-	                "Answers of the local HTTP API, by status class.");
+	fmd_mtext_family(&t, "fedmesh_http_requests_total", "counter",
+	                 "Answers of the local HTTP API, by status class.");
 	for (cls = 1; cls < sizeof(d->counters.http_requests) /
 	                            sizeof(d->counters.http_requests[0]);
 	     cls++)
-		api_text_printf(&t,
-		                "fedmesh_http_requests_total{code=\"%uxx\"} "
-		                "%" PRIu64 "\n",
-		                cls, d->counters.http_requests[cls]);
+		fmd_mtext_printf(&t,
+		                 "fedmesh_http_requests_total{code=\"%uxx\"} "
+		                 "%" PRIu64 "\n",
+		                 cls, d->counters.http_requests[cls]);
 
-	api_text_family(&t, "fedmesh_http_unauthorized_total", "counter",
-	                "API requests refused for a missing or wrong token.");
-	api_text_printf(&t, "fedmesh_http_unauthorized_total %" PRIu64 "\n",
-	                d->counters.http_unauthorized);
+	fmd_mtext_family(&t, "fedmesh_http_unauthorized_total", "counter",
+	                 "API requests refused for a missing or wrong token.");
+	fmd_mtext_printf(&t, "fedmesh_http_unauthorized_total %" PRIu64 "\n",
+	                 d->counters.http_unauthorized);
 
-	api_text_family(&t, "fedmesh_http_forbidden_host_total", "counter",
-	                "API requests refused for a foreign Host header.");
-	api_text_printf(&t, "fedmesh_http_forbidden_host_total %" PRIu64 "\n",
-	                d->counters.http_forbidden_host);
+	fmd_mtext_family(&t, "fedmesh_http_forbidden_host_total", "counter",
+	                 "API requests refused for a foreign Host header.");
+	fmd_mtext_printf(&t, "fedmesh_http_forbidden_host_total %" PRIu64 "\n",
+	                 d->counters.http_forbidden_host);
 
-	api_text_family(&t, "fedmesh_udp_send_errors_total", "counter",
-	                "Datagrams the peer port failed to send.");
-	api_text_printf(&t, "fedmesh_udp_send_errors_total %" PRIu64 "\n",
-	                d->counters.udp_send_errors);
+	fmd_mtext_family(&t, "fedmesh_udp_send_errors_total", "counter",
+	                 "Datagrams the peer port failed to send.");
+	fmd_mtext_printf(&t, "fedmesh_udp_send_errors_total %" PRIu64 "\n",
+	                 d->counters.udp_send_errors);
 
-	api_text_family(&t, "fedmesh_connections_refused_total", "counter",
-	                "Inbound connections closed at once, by [limits] key.");
-	api_text_printf(&t,
-	                "fedmesh_connections_refused_total{reason=\"limit\"} "
-	                "%" PRIu64 "\n"
-	                "fedmesh_connections_refused_total{reason=\"rate\"} "
-	                "%" PRIu64 "\n",
-	                d->counters.connections_refused[FMD_REFUSED_LIMIT],
-	                d->counters.connections_refused[FMD_REFUSED_RATE]);
+	fmd_mtext_family(
+	        &t, "fedmesh_connections_refused_total", "counter",
+	        "Inbound connections closed at once, by [limits] key.");
+	fmd_mtext_printf(&t,
+	                 "fedmesh_connections_refused_total{reason=\"limit\"} "
+	                 "%" PRIu64 "\n"
+	                 "fedmesh_connections_refused_total{reason=\"rate\"} "
+	                 "%" PRIu64 "\n",
+	                 d->counters.connections_refused[FMD_REFUSED_LIMIT],
+	                 d->counters.connections_refused[FMD_REFUSED_RATE]);
 
-	api_text_family(&t, "fedmesh_peer_queue_overflows_total", "counter",
-	                "Connections closed because their peer did not read.");
-	api_text_printf(&t, "fedmesh_peer_queue_overflows_total %" PRIu64 "\n",
-	                d->counters.peer_queue_overflows);
+	fmd_mtext_family(&t, "fedmesh_peer_queue_overflows_total", "counter",
+	                 "Connections closed because their peer did not read.");
+	fmd_mtext_printf(&t, "fedmesh_peer_queue_overflows_total %" PRIu64 "\n",
+	                 d->counters.peer_queue_overflows);
 
 	if (!t.overflow) {
 		int n = fmd_jobs_metrics(d, t.buf, t.len, t.cap);

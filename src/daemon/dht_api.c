@@ -25,6 +25,7 @@
 #include "api_jobs.h" /* fmd_api_kick, fmd_api_respond_json/_error */
 #include "dht_api.h"
 #include "log.h"
+#include "metrics_text.h"
 #include "net.h"
 
 #define FMD_DHT_TIME_MAX 32
@@ -543,42 +544,9 @@ void fmd_api_dht_stop(fmd *d)
 
 /* ---- metrics ----------------------------------------------------------- */
 
-typedef struct dtext {
-	char *buf;
-	size_t len, cap;
-	int overflow;
-} dtext;
-
-static void dprintf_(dtext *t, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-
-static void dprintf_(dtext *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->overflow)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= t->cap - t->len) {
-		t->overflow = 1;
-		return;
-	}
-	t->len += (size_t)n;
-}
-
-static void dmetric(dtext *t, const char *name, const char *type,
-                    const char *help, uint64_t value)
-{
-	dprintf_(t, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help,
-	         name, type, name, value);
-}
-
 int fmd_dht_metrics(const fmd *d, char *buf, size_t len, size_t cap)
 {
-	dtext t = {.buf = buf, .len = len, .cap = cap};
+	fmd_mtext t = {.buf = buf, .len = len, .cap = cap};
 	fm_dht_stats st;
 
 	if (len > cap)
@@ -586,39 +554,46 @@ int fmd_dht_metrics(const fmd *d, char *buf, size_t len, size_t cap)
 	memset(&st, 0, sizeof(st));
 	if (d->node != NULL)
 		fm_node_dht_stats(d->node, &st);
-	dmetric(&t, "fedmesh_dht_enabled", "gauge",
-	        "1 when the Kademlia DHT runs on this node.", st.enabled);
-	dmetric(&t, "fedmesh_dht_table_size", "gauge",
-	        "Entries in the DHT routing table.", st.table_size);
-	dmetric(&t, "fedmesh_dht_table_live", "gauge",
-	        "Routing table entries that are not stale.", st.table_live);
-	dmetric(&t, "fedmesh_dht_known_addresses", "gauge",
-	        "Addresses kept for re-bootstrapping.", st.known_addrs);
-	dmetric(&t, "fedmesh_dht_values_stored", "gauge",
-	        "Signed records this node stores for the DHT.",
-	        st.values_stored);
-	dmetric(&t, "fedmesh_dht_lookups_total", "counter",
-	        "DHT lookups completed (maintenance included).", st.lookups);
-	dmetric(&t, "fedmesh_dht_lookups_succeeded_total", "counter",
-	        "DHT lookups that succeeded.", st.lookups_succeeded);
-	dmetric(&t, "fedmesh_dht_lookup_hops_total", "counter",
-	        "Hops of the succeeded lookups, summed.", st.lookup_hops_sum);
-	dmetric(&t, "fedmesh_dht_lookup_messages_total", "counter",
+	fmd_mtext_metric(&t, "fedmesh_dht_enabled", "gauge",
+	                 "1 when the Kademlia DHT runs on this node.",
+	                 st.enabled);
+	fmd_mtext_metric(&t, "fedmesh_dht_table_size", "gauge",
+	                 "Entries in the DHT routing table.", st.table_size);
+	fmd_mtext_metric(&t, "fedmesh_dht_table_live", "gauge",
+	                 "Routing table entries that are not stale.",
+	                 st.table_live);
+	fmd_mtext_metric(&t, "fedmesh_dht_known_addresses", "gauge",
+	                 "Addresses kept for re-bootstrapping.",
+	                 st.known_addrs);
+	fmd_mtext_metric(&t, "fedmesh_dht_values_stored", "gauge",
+	                 "Signed records this node stores for the DHT.",
+	                 st.values_stored);
+	fmd_mtext_metric(&t, "fedmesh_dht_lookups_total", "counter",
+	                 "DHT lookups completed (maintenance included).",
+	                 st.lookups);
+	fmd_mtext_metric(&t, "fedmesh_dht_lookups_succeeded_total", "counter",
+	                 "DHT lookups that succeeded.", st.lookups_succeeded);
+	fmd_mtext_metric(&t, "fedmesh_dht_lookup_hops_total", "counter",
+	                 "Hops of the succeeded lookups, summed.",
+	                 st.lookup_hops_sum);
+	fmd_mtext_metric(
+	        &t, "fedmesh_dht_lookup_messages_total", "counter",
 	        "Requests sent by lookups, resends and pages included.",
 	        st.lookup_messages_sum);
-	dmetric(&t, "fedmesh_dht_bootstraps_total", "counter",
-	        "Bootstrap rounds (the table had no live entry).",
-	        st.bootstraps);
-	dmetric(&t, "fedmesh_dht_datagrams_received_total", "counter",
-	        "DHT datagrams received.", st.datagrams_received);
-	dmetric(&t, "fedmesh_dht_datagrams_sent_total", "counter",
-	        "DHT datagrams sent.", st.datagrams_sent);
-	dmetric(&t, "fedmesh_dht_datagrams_dropped_total", "counter",
+	fmd_mtext_metric(&t, "fedmesh_dht_bootstraps_total", "counter",
+	                 "Bootstrap rounds (the table had no live entry).",
+	                 st.bootstraps);
+	fmd_mtext_metric(&t, "fedmesh_dht_datagrams_received_total", "counter",
+	                 "DHT datagrams received.", st.datagrams_received);
+	fmd_mtext_metric(&t, "fedmesh_dht_datagrams_sent_total", "counter",
+	                 "DHT datagrams sent.", st.datagrams_sent);
+	fmd_mtext_metric(
+	        &t, "fedmesh_dht_datagrams_dropped_total", "counter",
 	        "DHT datagrams dropped (bad seal, malformed, rate limited, "
 	        "...).",
 	        st.datagrams_dropped);
-	dmetric(&t, "fedmesh_dht_rpc_timeouts_total", "counter",
-	        "DHT requests that got no answer after every attempt.",
-	        st.rpc_timeouts);
+	fmd_mtext_metric(&t, "fedmesh_dht_rpc_timeouts_total", "counter",
+	                 "DHT requests that got no answer after every attempt.",
+	                 st.rpc_timeouts);
 	return t.overflow ? -ENOSPC : (int)t.len;
 }

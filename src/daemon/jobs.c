@@ -28,6 +28,7 @@
 #include "jobs.h"
 #include "keyfile.h"
 #include "log.h"
+#include "metrics_text.h"
 #include "net.h"
 #include "services.h"
 
@@ -1754,39 +1755,6 @@ void fmd_jobs_free(fmd *d)
 
 /* ---- metrics ------------------------------------------------------------- */
 
-typedef struct mtext {
-	char *buf;
-	size_t len;
-	size_t cap;
-	int overflow;
-} mtext;
-
-static void mprintf(mtext *t, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-
-static void mprintf(mtext *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->overflow)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= t->cap - t->len) {
-		t->overflow = 1;
-		return;
-	}
-	t->len += (size_t)n;
-}
-
-static void mfamily(mtext *t, const char *name, const char *type,
-                    const char *help)
-{
-	mprintf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 int fmd_jobs_metrics(const fmd *d, char *buf, size_t len, size_t cap)
 {
 	static const enum fm_job_state finals[] = {
@@ -1794,7 +1762,7 @@ int fmd_jobs_metrics(const fmd *d, char *buf, size_t len, size_t cap)
 	static const char *const final_names[] = {"done", "failed", "timed_out",
 	                                          "cancelled"};
 	const struct fmd_jobs *jobs = d->jobs;
-	mtext t = {.buf = buf, .len = len, .cap = cap};
+	fmd_mtext t = {.buf = buf, .len = len, .cap = cap};
 	fm_node_stats stats;
 	uint64_t cumulative = 0;
 	size_t i;
@@ -1803,75 +1771,88 @@ int fmd_jobs_metrics(const fmd *d, char *buf, size_t len, size_t cap)
 	if (d->node != NULL)
 		fm_node_get_stats(d->node, &stats);
 
-	mfamily(&t, "fedmesh_jobs_submitted_total", "counter",
+	fmd_mtext_family(
+	        &t, "fedmesh_jobs_submitted_total", "counter",
 	        "Jobs submitted on this node (resubmissions included).");
-	mprintf(&t, "fedmesh_jobs_submitted_total %" PRIu64 "\n",
-	        stats.jobs_submitted);
-	mfamily(&t, "fedmesh_jobs_total", "counter",
+	fmd_mtext_printf(&t, "fedmesh_jobs_submitted_total %" PRIu64 "\n",
+	                 stats.jobs_submitted);
+	fmd_mtext_family(
+	        &t, "fedmesh_jobs_total", "counter",
 	        "Jobs submitted here that reached a final state, by state.");
 	for (i = 0; i < sizeof(finals) / sizeof(finals[0]); i++)
-		mprintf(&t, "fedmesh_jobs_total{state=\"%s\"} %" PRIu64 "\n",
+		fmd_mtext_printf(
+		        &t, "fedmesh_jobs_total{state=\"%s\"} %" PRIu64 "\n",
 		        final_names[i], stats.jobs_by_state[finals[i]]);
-	mfamily(&t, "fedmesh_jobs_active", "gauge",
-	        "Jobs submitted here and not finished.");
-	mprintf(&t, "fedmesh_jobs_active %zu\n",
-	        jobs != NULL ? jobs->active.count : (size_t)0);
-	mfamily(&t, "fedmesh_jobs_backlog", "gauge",
+	fmd_mtext_family(&t, "fedmesh_jobs_active", "gauge",
+	                 "Jobs submitted here and not finished.");
+	fmd_mtext_printf(&t, "fedmesh_jobs_active %zu\n",
+	                 jobs != NULL ? jobs->active.count : (size_t)0);
+	fmd_mtext_family(
+	        &t, "fedmesh_jobs_backlog", "gauge",
 	        "Jobs waiting for room in the node (it holds 4096 at once).");
-	mprintf(&t, "fedmesh_jobs_backlog %zu\n",
-	        jobs != NULL ? jobs->backlog_len : (size_t)0);
-	mfamily(&t, "fedmesh_job_attempts_total", "counter",
-	        "Attempts made for jobs submitted here.");
-	mprintf(&t, "fedmesh_job_attempts_total %" PRIu64 "\n",
-	        stats.job_attempts);
-	mfamily(&t, "fedmesh_job_retries_total", "counter",
+	fmd_mtext_printf(&t, "fedmesh_jobs_backlog %zu\n",
+	                 jobs != NULL ? jobs->backlog_len : (size_t)0);
+	fmd_mtext_family(&t, "fedmesh_job_attempts_total", "counter",
+	                 "Attempts made for jobs submitted here.");
+	fmd_mtext_printf(&t, "fedmesh_job_attempts_total %" PRIu64 "\n",
+	                 stats.job_attempts);
+	fmd_mtext_family(
+	        &t, "fedmesh_job_retries_total", "counter",
 	        "Attempts after the first (failover, retries, hedges).");
-	mprintf(&t, "fedmesh_job_retries_total %" PRIu64 "\n",
-	        stats.job_retries);
-	mfamily(&t, "fedmesh_job_ejections_total", "counter",
+	fmd_mtext_printf(&t, "fedmesh_job_retries_total %" PRIu64 "\n",
+	                 stats.job_retries);
+	fmd_mtext_family(
+	        &t, "fedmesh_job_ejections_total", "counter",
 	        "Peers ejected by the job router after consecutive failures.");
-	mprintf(&t, "fedmesh_job_ejections_total %" PRIu64 "\n",
-	        stats.job_ejections);
-	mfamily(&t, "fedmesh_jobs_ran_total", "counter",
-	        "Jobs submitted here, by where they ran.");
-	mprintf(&t, "fedmesh_jobs_ran_total{where=\"local\"} %" PRIu64 "\n",
+	fmd_mtext_printf(&t, "fedmesh_job_ejections_total %" PRIu64 "\n",
+	                 stats.job_ejections);
+	fmd_mtext_family(&t, "fedmesh_jobs_ran_total", "counter",
+	                 "Jobs submitted here, by where they ran.");
+	fmd_mtext_printf(
+	        &t, "fedmesh_jobs_ran_total{where=\"local\"} %" PRIu64 "\n",
 	        stats.jobs_ran_local);
-	mprintf(&t, "fedmesh_jobs_ran_total{where=\"remote\"} %" PRIu64 "\n",
+	fmd_mtext_printf(
+	        &t, "fedmesh_jobs_ran_total{where=\"remote\"} %" PRIu64 "\n",
 	        stats.jobs_ran_remote);
-	mfamily(&t, "fedmesh_jobs_served_total", "counter",
-	        "Peers' jobs run on this node.");
-	mprintf(&t, "fedmesh_jobs_served_total %" PRIu64 "\n",
-	        stats.jobs_served);
-	mfamily(&t, "fedmesh_jobs_deduplicated_total", "counter",
+	fmd_mtext_family(&t, "fedmesh_jobs_served_total", "counter",
+	                 "Peers' jobs run on this node.");
+	fmd_mtext_printf(&t, "fedmesh_jobs_served_total %" PRIu64 "\n",
+	                 stats.jobs_served);
+	fmd_mtext_family(
+	        &t, "fedmesh_jobs_deduplicated_total", "counter",
 	        "Repeated requests for a job answered from its first run.");
-	mprintf(&t, "fedmesh_jobs_deduplicated_total %" PRIu64 "\n",
-	        stats.jobs_deduplicated);
-	mfamily(&t, "fedmesh_job_processes_started_total", "counter",
-	        "Processes of exec services started.");
-	mprintf(&t, "fedmesh_job_processes_started_total %" PRIu64 "\n",
-	        jobs != NULL ? jobs->runs_started : 0);
-	mfamily(&t, "fedmesh_job_processes_running", "gauge",
-	        "Processes of exec services running now.");
-	mprintf(&t, "fedmesh_job_processes_running %" PRIu64 "\n",
-	        jobs != NULL ? jobs->runs_running : 0);
-	mfamily(&t, "fedmesh_job_duration_seconds", "histogram",
+	fmd_mtext_printf(&t, "fedmesh_jobs_deduplicated_total %" PRIu64 "\n",
+	                 stats.jobs_deduplicated);
+	fmd_mtext_family(&t, "fedmesh_job_processes_started_total", "counter",
+	                 "Processes of exec services started.");
+	fmd_mtext_printf(&t,
+	                 "fedmesh_job_processes_started_total %" PRIu64 "\n",
+	                 jobs != NULL ? jobs->runs_started : 0);
+	fmd_mtext_family(&t, "fedmesh_job_processes_running", "gauge",
+	                 "Processes of exec services running now.");
+	fmd_mtext_printf(&t, "fedmesh_job_processes_running %" PRIu64 "\n",
+	                 jobs != NULL ? jobs->runs_running : 0);
+	fmd_mtext_family(
+	        &t, "fedmesh_job_duration_seconds", "histogram",
 	        "Time from submission here to the final state, measured by "
 	        "the daemon.");
 	for (i = 0; i < FMD_JOBS_LATENCY_BUCKETS; i++) {
 		cumulative += jobs != NULL ? jobs->latency_buckets[i] : 0;
-		mprintf(&t,
+		fmd_mtext_printf(
+		        &t,
 		        "fedmesh_job_duration_seconds_bucket{le=\"%g\"} "
 		        "%" PRIu64 "\n",
 		        latency_bounds_s[i], cumulative);
 	}
-	mprintf(&t,
+	fmd_mtext_printf(
+	        &t,
 	        "fedmesh_job_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64
 	        "\n",
 	        jobs != NULL ? jobs->latency_count : 0);
-	mprintf(&t, "fedmesh_job_duration_seconds_sum %.6f\n",
-	        jobs != NULL ? jobs->latency_sum_s : 0.0);
-	mprintf(&t, "fedmesh_job_duration_seconds_count %" PRIu64 "\n",
-	        jobs != NULL ? jobs->latency_count : 0);
+	fmd_mtext_printf(&t, "fedmesh_job_duration_seconds_sum %.6f\n",
+	                 jobs != NULL ? jobs->latency_sum_s : 0.0);
+	fmd_mtext_printf(&t, "fedmesh_job_duration_seconds_count %" PRIu64 "\n",
+	                 jobs != NULL ? jobs->latency_count : 0);
 	if (t.overflow)
 		return -ENOSPC;
 	return (int)t.len;
