@@ -30,13 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "fedmesh/fedmesh.h"
+#include "machine.h"
 
 #define QUEUE_EVENTS 64
 #define QUEUE_BYTES (256 * 1024)
@@ -268,41 +268,6 @@ static void one_handshake(void)
 	B.end_count = 0;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void print_machine(void)
-{
-	char line[256], model[256] = "unknown";
-	struct utsname u;
-	FILE *f;
-
-	f = fopen("/proc/cpuinfo", "r");
-	if (f != NULL) {
-		while (fgets(line, sizeof(line), f) != NULL) {
-			char *colon = strchr(line, ':');
-			if (strncmp(line, "model name", 10) != 0 ||
-			    colon == NULL)
-				continue;
-			snprintf(model, sizeof(model), "%s", colon + 2);
-			model[strcspn(model, "\n")] = '\0';
-			break;
-		}
-		fclose(f);
-	}
-	printf("nproc=%ld\n", sysconf(_SC_NPROCESSORS_ONLN));
-	printf("cpu_model=%s\n", model);
-	if (uname(&u) == 0)
-		printf("kernel=%s %s %s\n", u.sysname, u.release, u.machine);
-	printf("libsodium=%s\n", sodium_version_string());
-	printf("compiler=gcc %s\n", __VERSION__);
-}
-
 /* The public-key operations a handshake is made of, timed alone (mean of
  * reps calls each), to show how close the handshake is to its floor. */
 static void time_primitives(unsigned long reps)
@@ -317,18 +282,18 @@ static void time_primitives(unsigned long reps)
 	crypto_scalarmult_base(pk, sk);
 	crypto_sign_keypair(epk, esk);
 	crypto_sign_detached(sig, NULL, msg, sizeof(msg), esk);
-	t = now_s();
+	t = bench_now_s();
 	for (n = 0; n < reps; n++)
 		bad |= crypto_scalarmult(out, sk, pk);
-	dh = (now_s() - t) * 1e6 / (double)reps;
-	t = now_s();
+	dh = (bench_now_s() - t) * 1e6 / (double)reps;
+	t = bench_now_s();
 	for (n = 0; n < reps; n++)
 		bad |= crypto_scalarmult_base(out, sk);
-	base = (now_s() - t) * 1e6 / (double)reps;
-	t = now_s();
+	base = (bench_now_s() - t) * 1e6 / (double)reps;
+	t = bench_now_s();
 	for (n = 0; n < reps; n++)
 		bad |= crypto_sign_verify_detached(sig, msg, sizeof(msg), epk);
-	verify = (now_s() - t) * 1e6 / (double)reps;
+	verify = (bench_now_s() - t) * 1e6 / (double)reps;
 	if (bad != 0)
 		fail("a primitive failed");
 	printf("primitive_reps=%lu\n", reps);
@@ -390,7 +355,7 @@ int main(int argc, char **argv)
 	make_node(0, 1, fedkey);
 	make_node(1, 2, fedkey);
 
-	print_machine();
+	bench_print_machine();
 	printf("bench=handshake\n");
 	printf("protocol=Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b\n");
 	printf("iterations=%lu\n", iterations);
@@ -400,10 +365,10 @@ int main(int argc, char **argv)
 		one_handshake();
 	a0 = completed(0);
 	b0 = completed(1);
-	t0 = now_s();
+	t0 = bench_now_s();
 	for (n = 0; n < iterations; n++)
 		one_handshake();
-	t1 = now_s();
+	t1 = bench_now_s();
 	a1 = completed(0) - a0;
 	b1 = completed(1) - b0;
 	secs = t1 - t0;

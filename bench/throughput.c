@@ -41,7 +41,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +48,7 @@
 
 #include "core/core.h"
 #include "core/noise.h"
+#include "machine.h"
 
 #define RAW_CHUNK 65536
 #define READ_BYTES 65536
@@ -72,14 +72,6 @@ static void fail(const char *what)
 	fprintf(stderr, "throughput bench: %s (%s)\n", what,
 	        errno != 0 ? strerror(errno) : "no errno");
 	exit(1);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static double cpu_s(void)
@@ -112,7 +104,7 @@ static size_t next_chunk(const struct sender *s, size_t max)
 		uint64_t left = s->bytes - s->sent;
 		return left < max ? (size_t)left : max;
 	}
-	return now_s() < s->deadline ? max : 0;
+	return bench_now_s() < s->deadline ? max : 0;
 }
 
 static void *sender_main(void *arg)
@@ -260,7 +252,7 @@ static struct result run(enum mode mode, uint64_t bytes, double seconds)
 	s.bytes = bytes;
 	s.cipher = &send;
 	c0 = cpu_s();
-	t0 = now_s();
+	t0 = bench_now_s();
 	if (seconds > 0)
 		s.deadline = t0 + seconds;
 	if (pthread_create(&th, NULL, sender_main, &s) != 0)
@@ -310,7 +302,7 @@ static struct result run(enum mode mode, uint64_t bytes, double seconds)
 			rx_len = 0;
 		}
 	}
-	r.secs = now_s() - t0;
+	r.secs = bench_now_s() - t0;
 	pthread_join(th, NULL);
 	r.cpu = cpu_s() - c0;
 	close(tx);
@@ -347,17 +339,17 @@ static void time_aead(unsigned long frames)
 
 	randombytes_buf(plain, sizeof(plain));
 	handshake(&send, &recv);
-	t = now_s();
+	t = bench_now_s();
 	for (n = 0; n < frames; n++)
 		bad |= fm__noise_encrypt(&send, NULL, 0, plain, sizeof(plain),
 		                         ct, sizeof(ct), &ct_len);
-	enc = now_s() - t;
-	t = now_s();
+	enc = bench_now_s() - t;
+	t = bench_now_s();
 	for (n = 0; n < frames; n++)
 		bad |= fm__noise_decrypt_with_nonce(&recv, frames - 1, NULL, 0,
 		                                    ct, ct_len, out,
 		                                    sizeof(out), &out_len);
-	dec = now_s() - t;
+	dec = bench_now_s() - t;
 	if (bad != 0 || out_len != sizeof(plain) ||
 	    memcmp(out, plain, sizeof(plain)) != 0) {
 		errno = 0;
@@ -370,33 +362,6 @@ static void time_aead(unsigned long frames)
 	       (double)frames * FM__NOISE_MAX_PLAINTEXT / 1e6 / dec);
 	fm__noise_wipe_cipher(&send);
 	fm__noise_wipe_cipher(&recv);
-}
-
-static void print_machine(void)
-{
-	char line[256], model[256] = "unknown";
-	struct utsname u;
-	FILE *f;
-
-	f = fopen("/proc/cpuinfo", "r");
-	if (f != NULL) {
-		while (fgets(line, sizeof(line), f) != NULL) {
-			char *colon = strchr(line, ':');
-			if (strncmp(line, "model name", 10) != 0 ||
-			    colon == NULL)
-				continue;
-			snprintf(model, sizeof(model), "%s", colon + 2);
-			model[strcspn(model, "\n")] = '\0';
-			break;
-		}
-		fclose(f);
-	}
-	printf("nproc=%ld\n", sysconf(_SC_NPROCESSORS_ONLN));
-	printf("cpu_model=%s\n", model);
-	if (uname(&u) == 0)
-		printf("kernel=%s %s %s\n", u.sysname, u.release, u.machine);
-	printf("libsodium=%s\n", sodium_version_string());
-	printf("compiler=gcc %s\n", __VERSION__);
 }
 
 static void print_result(const char *name, const struct result *r)
@@ -452,7 +417,7 @@ int main(int argc, char **argv)
 	if (sodium_init() < 0)
 		fail("sodium_init");
 
-	print_machine();
+	bench_print_machine();
 	printf("bench=throughput\n");
 	printf("protocol=Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b\n");
 	printf("transport=tcp 127.0.0.1\n");
