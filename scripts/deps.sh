@@ -41,8 +41,11 @@ libinih-dev libcurl4-openssl-dev libcmocka-dev"
 # gives ss (which ports are bound) to the integration tests, clang-format
 # checks the style (tests/format.sh), valgrind runs daemon.sh under memcheck
 # (tests/integration/valgrind.sh), sqlite3 checks the store's integrity
-# after SIGKILLs (tests/integration/crashloop.sh).
-[ "$want_test" = 1 ] && pkgs="$pkgs curl procps iproute2 clang-format dbus avahi-daemon avahi-utils valgrind sqlite3"
+# after SIGKILLs (tests/integration/crashloop.sh), clang and
+# libclang-rt-dev (which pulls in the libclang_rt.fuzzer of Debian's default
+# clang, 14 on Debian 12: libclang-rt-14-dev) build the libFuzzer harnesses
+# (scripts/fuzz.sh).
+[ "$want_test" = 1 ] && pkgs="$pkgs curl procps iproute2 clang-format dbus avahi-daemon avahi-utils valgrind sqlite3 clang libclang-rt-dev"
 [ "$want_bench" = 1 ] && pkgs="$pkgs wrk curl procps"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -7,7 +7,12 @@
 #   4. build-asan/  ../configure --enable-sanitizers --disable-werror;
 #                   make -j2; make -j2 check
 #      (ASan + UBSan: the unit and the integration tests run under them)
-#   5. make distcheck in build/      only with --distcheck or FEDMESH_DISTCHECK=1
+#   5. build-fuzz/  scripts/fuzz.sh: CC=clang --enable-fuzzing, make fuzz,
+#                   every libFuzzer harness for FEDMESH_FUZZ_SECONDS (default
+#                   25; 0 skips the stage), two at a time; one passed or
+#                   failed per harness, and a crash input is saved in
+#                   fuzz/regressions/ (docs/FUZZING.md)
+#   6. make distcheck in build/      only with --distcheck or FEDMESH_DISTCHECK=1
 #
 # Every stage runs even when an earlier one failed, so one run shows every
 # problem. The closing line is "N passed, N failed[, N skipped]", summed over
@@ -171,7 +176,31 @@ build build "build" "$jobs" --enable-werror
 # -Wstringop-overflow, ...); -Werror is enforced by the build above.
 build build-asan "build-asan" 2 --enable-sanitizers --disable-werror
 
-# ---- 5. distcheck -------------------------------------------------------------------
+# ---- 5. fuzzing ---------------------------------------------------------------------
+# fuzz_stage SECONDS TAP-LOG: scripts/fuzz.sh, its TAP kept for counting.
+fuzz_stage() {
+	scripts/fuzz.sh "$1" | tee "$2"
+	return "${PIPESTATUS[0]}"
+}
+fuzz_seconds=${FEDMESH_FUZZ_SECONDS:-25}
+if [ "$fuzz_seconds" != 0 ]; then
+	mkdir -p build-fuzz
+	fuzz_tap=build-fuzz/fuzz.tap
+	rm -f "$fuzz_tap"
+	run_stage "fuzz: ${fuzz_seconds}s per harness" fuzz_stage "$fuzz_seconds" "$fuzz_tap"
+	rc=$?
+	fuzz_ok=$(grep -c '^ok ' "$fuzz_tap" 2>/dev/null)
+	fuzz_not_ok=$(grep -c '^not ok ' "$fuzz_tap" 2>/dev/null)
+	passed=$((passed + ${fuzz_ok:-0}))
+	failed=$((failed + ${fuzz_not_ok:-0}))
+	echo "    build-fuzz: ${fuzz_ok:-0} passed, ${fuzz_not_ok:-0} failed"
+	# fuzz.sh failed but no harness did (it could not even start).
+	if [ "$rc" != 0 ] && [ "${fuzz_not_ok:-0}" = 0 ]; then
+		failed=$((failed + 1))
+	fi
+fi
+
+# ---- 6. distcheck -------------------------------------------------------------------
 if [ "$do_distcheck" = 1 ]; then
 	if [ -f build/Makefile ]; then
 		# What an earlier failed distcheck left behind (read-only) goes

@@ -563,8 +563,11 @@ static int put32(fm__dns_writer *w, uint32_t v)
 	return put(w, b, sizeof(b));
 }
 
-/* Whether the name written at `off` equals the wire-form `suffix` (ASCII
- * case folded, as names compare). Reads stay inside what was written. */
+/* Whether the name written at `off` equals the wire-form `suffix`, byte
+ * for byte: names compare without case, but a pointer to a name that
+ * differs in case would change the case of what is written (found by
+ * fuzz/fuzz_dns.c; DNS-SD instance names are shown to users). Reads stay
+ * inside what was written. */
 static int written_name_equals(const fm__dns_writer *w, size_t off,
                                const uint8_t *suffix)
 {
@@ -595,7 +598,7 @@ static int written_name_equals(const fm__dns_writer *w, size_t off,
 		if (len == 0)
 			return 1;
 		if ((size_t)len + 1 > w->len - p ||
-		    !labels_equal(w->buf + p + 1, suffix + 1, len))
+		    memcmp(w->buf + p + 1, suffix + 1, len) != 0)
 			return 0;
 		p += (size_t)len + 1;
 		suffix += (size_t)len + 1;

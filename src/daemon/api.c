@@ -735,15 +735,51 @@ cleanup:
 	return ret;
 }
 
+int fmd_api_join_parse(const char *body, size_t body_len, json_t **root,
+                       const char **invite, char *msg, size_t msg_len)
+{
+	char err[FMD_API_MESSAGE_MAX] = "";
+	json_error_t jerr;
+	json_t *v;
+
+	*root = NULL;
+	*invite = NULL;
+	if (body == NULL || body_len == 0) {
+		snprintf(msg, msg_len,
+		         "the body must be JSON: {\"invite\": "
+		         "\"fedmesh1...\"}");
+		return -EINVAL;
+	}
+	*root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (*root == NULL) {
+		/* jansson may quote the offending input: clean it. */
+		api_clean_text(jerr.text, sizeof(jerr.text) - 1, err);
+		snprintf(msg, msg_len,
+		         "the body is not valid JSON (%s at line %d column %d)",
+		         err, jerr.line, jerr.column);
+		return -EINVAL;
+	}
+	v = json_object_get(*root, "invite");
+	if (!json_is_string(v)) {
+		snprintf(msg, msg_len,
+		         "the body must be a JSON object with a string "
+		         "\"invite\"");
+		json_decref(*root);
+		*root = NULL;
+		return -EINVAL;
+	}
+	*invite = json_string_value(v);
+	return 0;
+}
+
 static enum MHD_Result api_post_join(fmd_api *api, struct MHD_Connection *conn,
                                      const char *body, size_t body_len)
 {
 	fm_addr addrs[FM_INVITE_ADDRS_MAX];
 	char err[FMD_API_MESSAGE_MAX] = "";
 	char msg[FMD_API_MESSAGE_MAX];
-	json_error_t jerr;
 	json_t *root = NULL;
-	json_t *invite;
+	const char *invite = NULL;
 	enum MHD_Result ret;
 	size_t count = 0;
 	int rc;
@@ -752,31 +788,12 @@ static enum MHD_Result api_post_join(fmd_api *api, struct MHD_Connection *conn,
 		return api_error(api, conn, MHD_HTTP_CONTENT_TOO_LARGE,
 		                 "payload_too_large", "request body too large",
 		                 NULL, NULL);
-	if (body == NULL || body_len == 0)
-		return api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
-		                 "the body must be JSON: {\"invite\": "
-		                 "\"fedmesh1...\"}",
-		                 NULL, NULL);
-	root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (root == NULL) {
-		/* jansson may quote the offending input: clean it. */
-		api_clean_text(jerr.text, sizeof(jerr.text) - 1, err);
-		snprintf(msg, sizeof(msg),
-		         "the body is not valid JSON (%s at line %d column %d)",
-		         err, jerr.line, jerr.column);
+	if (fmd_api_join_parse(body, body_len, &root, &invite, msg,
+	                       sizeof(msg)) != 0)
 		return api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
 		                 msg, NULL, NULL);
-	}
-	invite = json_object_get(root, "invite");
-	if (!json_is_string(invite)) {
-		ret = api_error(api, conn, MHD_HTTP_BAD_REQUEST, "bad_request",
-		                "the body must be a JSON object with a string "
-		                "\"invite\"",
-		                NULL, NULL);
-		goto cleanup;
-	}
-	rc = fmd_federation_join(api->d, json_string_value(invite), addrs,
-	                         &count, err, sizeof(err));
+	rc = fmd_federation_join(api->d, invite, addrs, &count, err,
+	                         sizeof(err));
 	if (rc == -EINVAL) {
 		ret = api_error(api, conn, MHD_HTTP_BAD_REQUEST,
 		                "invalid_invite", err, NULL, NULL);
@@ -795,9 +812,8 @@ static enum MHD_Result api_post_join(fmd_api *api, struct MHD_Connection *conn,
 	                       NULL, NULL);
 cleanup:
 	/* The body held the federation key. */
-	if (json_is_string(invite))
-		sodium_memzero((char *)json_string_value(invite),
-		               json_string_length(invite));
+	sodium_memzero((char *)invite,
+	               json_string_length(json_object_get(root, "invite")));
 	json_decref(root);
 	return ret;
 }

@@ -26,4 +26,12 @@ void fmd_api_stop(fmd_api *api);
  * each with or without ":port". Returns 1 when allowed. */
 int fmd_api_host_allowed(const char *host);
 
+/* Parses the body of POST /v1/join (the fuzz harness calls it too): a
+ * JSON object with a string "invite". Returns 0 with the document in *root
+ * (json_decref it) and *invite pointing into it, or -EINVAL with the
+ * client's error message in msg. */
+struct json_t;
+int fmd_api_join_parse(const char *body, size_t body_len, struct json_t **root,
+                       const char **invite, char *msg, size_t msg_len);
+
 #endif

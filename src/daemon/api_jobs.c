@@ -323,20 +323,125 @@ static enum MHD_Result too_large(fmd_api *api, fmd *d,
 	                             "payload_too_large", msg, NULL);
 }
 
+int fmd_api_jobs_parse_submit(const char *body, size_t body_len,
+                              uint64_t input_max, fmd_job_request *req,
+                              uint8_t **input, char *msg, size_t msg_len)
+{
+	json_error_t jerr;
+	json_t *root = NULL;
+	json_t *v;
+	const char *key;
+	uint8_t *buf = NULL;
+	size_t input_len = 0;
+	const char *b64 = "";
+	size_t b64_len = 0;
+	int rc = 0;
+
+	memset(req, 0, sizeof(*req));
+	*input = NULL;
+	if (body == NULL || body_len == 0) {
+		snprintf(msg, msg_len,
+		         "the body must be JSON: {\"service\": "
+		         "\"NAME\", \"input_b64\": \"...\"}");
+		return -EINVAL;
+	}
+	root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(root)) {
+		snprintf(msg, msg_len,
+		         "the body is not a JSON object (line %d column %d)",
+		         jerr.line, jerr.column);
+		rc = -EINVAL;
+		goto cleanup;
+	}
+	json_object_foreach(root, key, v)
+	{
+		if (strcmp(key, "service") == 0 && json_is_string(v) &&
+		    json_string_length(v) < sizeof(req->service) &&
+		    service_valid(json_string_value(v))) {
+			snprintf(req->service, sizeof(req->service), "%s",
+			         json_string_value(v));
+		} else if (strcmp(key, "input_b64") == 0 && json_is_string(v)) {
+			b64 = json_string_value(v);
+			b64_len = json_string_length(v);
+		} else if (strcmp(key, "id") == 0 && json_is_string(v) &&
+		           json_string_length(v) < sizeof(req->id) &&
+		           fmd_job_id_valid(json_string_value(v))) {
+			snprintf(req->id, sizeof(req->id), "%s",
+			         json_string_value(v));
+		} else if (strcmp(key, "timeout_ms") == 0 &&
+		           json_is_integer(v) && json_integer_value(v) > 0 &&
+		           (uint64_t)json_integer_value(v) <=
+		                   FMD_JOBS_TIMEOUT_MAX_MS) {
+			req->timeout_ms = (uint64_t)json_integer_value(v);
+		} else if (strcmp(key, "idempotent") == 0 &&
+		           json_is_boolean(v)) {
+			req->idempotent = json_is_true(v);
+		} else {
+			snprintf(msg, msg_len,
+			         "bad or unknown field \"%.64s\": service is "
+			         "[a-z0-9_.-]{1,32}; id is "
+			         "[A-Za-z0-9._-]{1,64}, "
+			         "not starting with '.'; input_b64 is base64; "
+			         "timeout_ms is 1 to %llu; idempotent is a "
+			         "boolean",
+			         key,
+			         (unsigned long long)FMD_JOBS_TIMEOUT_MAX_MS);
+			rc = -EINVAL;
+			goto cleanup;
+		}
+	}
+	if (req->service[0] == '\0') {
+		snprintf(msg, msg_len, "\"service\" is missing");
+		rc = -EINVAL;
+		goto cleanup;
+	}
+	/* Decoded size from the text's size, before any allocation. */
+	if (b64_len / 4 * 3 > input_max + 2) {
+		rc = -EMSGSIZE;
+		goto cleanup;
+	}
+	if (b64_len > 0) {
+		buf = malloc(b64_len / 4 * 3 + 3);
+		if (buf == NULL) {
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+		if (sodium_base642bin(buf, b64_len / 4 * 3 + 3, b64, b64_len,
+		                      NULL, &input_len, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 &&
+		    sodium_base642bin(
+		            buf, b64_len / 4 * 3 + 3, b64, b64_len, NULL,
+		            &input_len, NULL,
+		            sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
+			snprintf(msg, msg_len, "input_b64 is not valid base64");
+			rc = -EINVAL;
+			goto cleanup;
+		}
+	}
+	if (input_len > input_max) {
+		rc = -EMSGSIZE;
+		goto cleanup;
+	}
+	*input = buf;
+	req->input = buf;
+	req->input_len = input_len;
+	buf = NULL;
+cleanup:
+	if (buf != NULL) {
+		sodium_memzero(buf, b64_len / 4 * 3 + 3);
+		free(buf);
+	}
+	json_decref(root);
+	return rc;
+}
+
 static enum MHD_Result post_job(fmd_api *api, fmd *d,
                                 struct MHD_Connection *conn, const char *body,
                                 size_t body_len, void **state)
 {
 	char msg[FMD_API_JOBS_MESSAGE_MAX];
 	fmd_job_request req;
-	json_error_t jerr;
-	json_t *root = NULL;
-	json_t *v;
-	const char *key;
 	uint8_t *input = NULL;
-	size_t input_len = 0;
-	const char *b64 = "";
-	size_t b64_len = 0;
 	uint64_t wait_ms;
 	enum MHD_Result ret;
 	int rc;
@@ -346,89 +451,15 @@ static enum MHD_Result post_job(fmd_api *api, fmd *d,
 		return bad_request(api, conn,
 		                   "wait must be a number of seconds from 0 "
 		                   "to 300");
-	if (body == NULL || body_len == 0)
-		return bad_request(api, conn,
-		                   "the body must be JSON: {\"service\": "
-		                   "\"NAME\", \"input_b64\": \"...\"}");
-	root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!json_is_object(root)) {
-		snprintf(msg, sizeof(msg),
-		         "the body is not a JSON object (line %d column %d)",
-		         jerr.line, jerr.column);
-		ret = bad_request(api, conn, msg);
-		goto cleanup;
-	}
-	json_object_foreach(root, key, v)
-	{
-		if (strcmp(key, "service") == 0 && json_is_string(v) &&
-		    json_string_length(v) < sizeof(req.service) &&
-		    service_valid(json_string_value(v))) {
-			snprintf(req.service, sizeof(req.service), "%s",
-			         json_string_value(v));
-		} else if (strcmp(key, "input_b64") == 0 && json_is_string(v)) {
-			b64 = json_string_value(v);
-			b64_len = json_string_length(v);
-		} else if (strcmp(key, "id") == 0 && json_is_string(v) &&
-		           json_string_length(v) < sizeof(req.id) &&
-		           fmd_job_id_valid(json_string_value(v))) {
-			snprintf(req.id, sizeof(req.id), "%s",
-			         json_string_value(v));
-		} else if (strcmp(key, "timeout_ms") == 0 &&
-		           json_is_integer(v) && json_integer_value(v) > 0 &&
-		           (uint64_t)json_integer_value(v) <=
-		                   FMD_JOBS_TIMEOUT_MAX_MS) {
-			req.timeout_ms = (uint64_t)json_integer_value(v);
-		} else if (strcmp(key, "idempotent") == 0 &&
-		           json_is_boolean(v)) {
-			req.idempotent = json_is_true(v);
-		} else {
-			snprintf(msg, sizeof(msg),
-			         "bad or unknown field \"%.64s\": service is "
-			         "[a-z0-9_.-]{1,32}; id is "
-			         "[A-Za-z0-9._-]{1,64}, "
-			         "not starting with '.'; input_b64 is base64; "
-			         "timeout_ms is 1 to %llu; idempotent is a "
-			         "boolean",
-			         key,
-			         (unsigned long long)FMD_JOBS_TIMEOUT_MAX_MS);
-			ret = bad_request(api, conn, msg);
-			goto cleanup;
-		}
-	}
-	if (req.service[0] == '\0') {
-		ret = bad_request(api, conn, "\"service\" is missing");
-		goto cleanup;
-	}
-	/* Decoded size from the text's size, before any allocation. */
-	if (b64_len / 4 * 3 > fmd_jobs_input_max(d) + 2) {
-		ret = too_large(api, d, conn);
-		goto cleanup;
-	}
-	if (b64_len > 0) {
-		input = malloc(b64_len / 4 * 3 + 3);
-		if (input == NULL) {
-			ret = fmd_api_respond_error(api, conn, 500, "internal",
-			                            "out of memory", NULL);
-			goto cleanup;
-		}
-		if (sodium_base642bin(input, b64_len / 4 * 3 + 3, b64, b64_len,
-		                      NULL, &input_len, NULL,
-		                      sodium_base64_VARIANT_ORIGINAL) != 0 &&
-		    sodium_base642bin(
-		            input, b64_len / 4 * 3 + 3, b64, b64_len, NULL,
-		            &input_len, NULL,
-		            sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
-			ret = bad_request(api, conn,
-			                  "input_b64 is not valid base64");
-			goto cleanup;
-		}
-	}
-	if (input_len > fmd_jobs_input_max(d)) {
-		ret = too_large(api, d, conn);
-		goto cleanup;
-	}
-	req.input = input;
-	req.input_len = input_len;
+	rc = fmd_api_jobs_parse_submit(body, body_len, fmd_jobs_input_max(d),
+	                               &req, &input, msg, sizeof(msg));
+	if (rc == -EMSGSIZE)
+		return too_large(api, d, conn);
+	if (rc == -ENOMEM)
+		return fmd_api_respond_error(api, conn, 500, "internal",
+		                             "out of memory", NULL);
+	if (rc != 0)
+		return bad_request(api, conn, msg);
 	rc = fmd_jobs_submit(d, &req);
 	if (rc == -EMSGSIZE) {
 		ret = too_large(api, d, conn);
@@ -468,10 +499,9 @@ static enum MHD_Result post_job(fmd_api *api, fmd *d,
 	                 rc == 0 && wait_ms == 0 ? 202 : 200, 1);
 cleanup:
 	if (input != NULL) {
-		sodium_memzero(input, input_len);
+		sodium_memzero(input, req.input_len);
 		free(input);
 	}
-	json_decref(root);
 	return ret;
 }
 

@@ -7,6 +7,7 @@
 #define FMD_API_JOBS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -24,6 +25,16 @@
 /* Entries in one GET /v1/jobs answer: default and most. */
 #define FMD_API_JOBS_LIST_DEFAULT 100
 #define FMD_API_JOBS_LIST_MAX 1000
+
+/* Parses the body of POST /v1/jobs (the fuzz harness calls it too):
+ * fills req (service, id, timeout_ms, idempotent, input) and sets *input
+ * to the decoded input, which the caller frees (NULL when empty). Returns
+ * 0; -EINVAL with the client's error message in msg; -EMSGSIZE when the
+ * input is larger than input_max; -ENOMEM. */
+struct fmd_job_request;
+int fmd_api_jobs_parse_submit(const char *body, size_t body_len,
+                              uint64_t input_max, struct fmd_job_request *req,
+                              uint8_t **input, char *msg, size_t msg_len);
 
 /* 1 when url is /v1/jobs or below it. */
 int fmd_api_jobs_match(const char *url);

@@ -3,6 +3,7 @@
  * command-line flags. The file is read whole (bounded) and handed to inih's
  * string parser, so a config from the network or a fuzzer meets the same
  * limits as one from disk. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -217,7 +218,9 @@ static int parse_bool(const char *text, int *out)
 }
 
 /* One interface name pattern: what fnmatch() takes, without the
- * separators and spaces of the list syntax. */
+ * separators and spaces of the list syntax, and without ';', which
+ * starts a comment where --print-config writes the pattern after "= "
+ * (found by fuzz/fuzz_config.c). */
 static int check_iface_pattern(const char *p, size_t len)
 {
 	size_t i;
@@ -225,7 +228,8 @@ static int check_iface_pattern(const char *p, size_t len)
 	if (len == 0 || len > FMD_IFACE_PATTERN_MAX)
 		return -EINVAL;
 	for (i = 0; i < len; i++)
-		if (p[i] <= ' ' || p[i] > '~' || p[i] == ',' || p[i] == '/')
+		if (p[i] <= ' ' || p[i] > '~' || p[i] == ',' || p[i] == '/' ||
+		    p[i] == ';')
 			return -EINVAL;
 	return 0;
 }
@@ -253,7 +257,7 @@ static int add_iface_patterns(char (*list)[FMD_IFACE_PATTERN_MAX + 1],
 			snprintf(err, err_len,
 			         "[discovery] %s: '%.*s' is not an interface "
 			         "name or pattern (1 to %d printable "
-			         "characters, no spaces, ',' or '/')",
+			         "characters, no spaces, ',', '/' or ';')",
 			         what, (int)(len > 64 ? 64 : len), p,
 			         FMD_IFACE_PATTERN_MAX);
 			return -EINVAL;
@@ -466,6 +470,20 @@ static int on_ini_value(void *user, const char *section, const char *name,
 
 	if (ctx->failed != 0)
 		return 0;
+	/* --print-config writes the value back as "key = value", or
+	 * "args = \"value\"" (quotes added unless there), and that line must
+	 * fit too: "key=value" alone may be 4 characters shorter (found by
+	 * fuzz/fuzz_config.c). */
+	if (strlen(name) + sizeof(" = ") - 1 + strlen(value) +
+	            (value[0] == '"' ? 0 : 2) >
+	    FMD_CONFIG_LINE_MAX) {
+		snprintf(ctx->msg, sizeof(ctx->msg),
+		         "[%s] %s: value too long (the whole line \"%s = "
+		         "value\" may have at most %d characters)",
+		         section, name, name, FMD_CONFIG_LINE_MAX - 2);
+		ctx->failed = -EINVAL;
+		return 0;
+	}
 	rc = set_option(ctx->cfg, section, name, value, ctx->msg,
 	                sizeof(ctx->msg));
 	if (rc != 0) {
@@ -497,6 +515,45 @@ static int check_lines(const char *text, char *err, size_t err_len,
 	return 0;
 }
 
+/* inih reads an indented line that follows a key as more of that key's
+ * value (INI_ALLOW_MULTILINE), and keeps in it what would be a comment
+ * anywhere else (" ;..."): a value that no file --print-config writes can
+ * hold (found by fuzz/fuzz_config.c), and an indented "key = value" that
+ * silently becomes part of the key above. Such lines are refused. The
+ * rules are inih's: blank and comment lines are skipped, a section header
+ * ends the key. */
+static int check_continuations(const char *text, char *err, size_t err_len,
+                               const char *path)
+{
+	size_t line = 1;
+	int after_key = 0;
+
+	while (*text != '\0') {
+		size_t len = strcspn(text, "\n");
+		const char *s = text;
+
+		while (s < text + len && isspace((unsigned char)*s))
+			s++;
+		if (s == text + len || *s == ';' || *s == '#') {
+			/* blank or comment: changes nothing */
+		} else if (s > text && after_key) {
+			snprintf(err, err_len,
+			         "%s:%zu: indented line: a value cannot "
+			         "continue "
+			         "on the next line (remove the indentation)",
+			         path, line);
+			return -EINVAL;
+		} else {
+			after_key = *s != '[';
+		}
+		text += len;
+		if (*text == '\n')
+			text++;
+		line++;
+	}
+	return 0;
+}
+
 int fmd_config_load_string(fmd_config *cfg, const char *text, const char *name,
                            char *err, size_t err_len)
 {
@@ -505,6 +562,8 @@ int fmd_config_load_string(fmd_config *cfg, const char *text, const char *name,
 	int rc;
 
 	rc = check_lines(text, err, err_len, name);
+	if (rc == 0)
+		rc = check_continuations(text, err, err_len, name);
 	if (rc != 0)
 		return rc;
 	memset(&ctx, 0, sizeof(ctx));

@@ -497,7 +497,13 @@ void fmd_jobs_config_print(const fmd_jobs_config *cfg, FILE *out)
 		     off += strlen(svc->args + off) + 1) {
 			const char *a = svc->args + off;
 
-			if (a[0] == '\0' || strpbrk(a, " \t") != NULL)
+			/* Quoted when inih would trim it, take it for a
+			 * comment (";x" after "= "), or the splitter would cut
+			 * it (after a quoted argument one may start with any
+			 * white space: "a"\rb is "a" and "\rb"). Found by
+			 * fuzz/fuzz_config.c. */
+			if (a[0] == '\0' || a[0] == ';' ||
+			    strpbrk(a, " \t\n\v\f\r") != NULL)
 				fprintf(out, "args = \"%s\"\n", a);
 			else
 				fprintf(out, "args = %s\n", a);
