@@ -7,12 +7,10 @@
  * Bootstrap through the DHT alone: fm_node_add_contact always dials a
  * session (a Noise handshake each, ~1 ms of CPU) as well as seeding the
  * DHT. With `[bootstrap] mode = dht`, a node is given its bootstrap
- * addresses the way a restart gives back its saved table: a "dht/table"
- * value in the core's own format (src/core/dht.c, fm__dht_save),
- *   [1, [[id: bin 0, addr: bin 6, flags: 1 (pinned)], ...]]
- * passed to fm_node_dht_restore. The core challenges each address at once
- * (its re-bootstrap round), exactly as for a bootstrap address, and no
- * session is ever opened. */
+ * addresses through fm_node_dht_bootstrap: the core keeps them among its
+ * known addresses (pinned) and challenges each at once, and no session is
+ * ever opened. A restart gives back the saved table through
+ * fm_node_dht_restore, in the core's own "dht/table" format. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +19,6 @@
 
 #include "sim.h"
 
-#define PINNED 1u
 #define IN_TABLE 2u
 /* [dht] join_refresh: the first lookup this long after the start, the
  * next ones this far apart. */
@@ -182,10 +179,13 @@ static void note_failure(struct fms_sim *sim, const struct fms_lookup *l,
 	f->kind = l->kind;
 }
 
-static void lookup_done(void *ctx, int status, const fm_record *records,
-                        size_t count, uint32_t hops)
+static void lookup_done(void *ctx, const fm_find_result *res)
 {
 	struct fms_lookup *l = ctx;
+	int status = res->status;
+	const fm_record *records = res->records;
+	size_t count = res->count;
+	uint32_t hops = res->hops;
 	struct fms_sim *sim = l->sim;
 	struct fms_node *nd = &sim->nodes[l->issuer];
 	struct fms_lookup_metrics *lk = &sim->m.lk[l->kind];
@@ -231,17 +231,9 @@ static void lookup_done(void *ctx, int status, const fm_record *records,
 		lk->victim_done++;
 		lk->victim_succeeded += (uint64_t)ok;
 	}
-	/* Messages: the issuer's lookup_messages_sum moved by this lookup
-	 * alone when no other lookup of that node (maintenance) finished
-	 * meanwhile; the others are left out of the mean. */
-	if (nd->core != NULL) {
-		fm_dht_stats st;
-		fm_node_dht_stats(nd->core, &st);
-		if (st.lookups == l->lookups0 + 1) {
-			lk->msg_samples++;
-			lk->msg_sum += st.lookup_messages_sum - l->messages0;
-		}
-	}
+	/* Messages: the requests the core reports for this lookup. */
+	lk->msg_samples++;
+	lk->msg_sum += res->messages;
 	free(l);
 	maybe_stop(sim);
 }
@@ -252,7 +244,6 @@ void fms_dht_lookup_event(struct fms_sim *sim, const struct fms_event *ev)
 	struct fms_lookup_metrics *lk = &sim->m.lk[kind];
 	struct fms_lookup *l;
 	struct fms_node *nd;
-	fm_dht_stats st;
 	uint32_t issuer, target = FMS_NET_NOWHERE;
 	int victim = 0, rc;
 
@@ -290,18 +281,15 @@ void fms_dht_lookup_event(struct fms_sim *sim, const struct fms_event *ev)
 	l->start_us = sim->now_us;
 	if (target != FMS_NET_NOWHERE)
 		l->target_up_us = sim->now_us - sim->nodes[target].up_since_us;
-	fm_node_dht_stats(nd->core, &st);
-	l->lookups0 = st.lookups;
-	l->messages0 = st.lookup_messages_sum;
 	nd->lookup_busy = 1;
 	sim->m.lookups_in_flight++;
 	lk->issued++;
 	rc = kind == FMS_LK_NODE
-	             ? fm_node_find_record(nd->core, now_ms(sim),
-	                                   sim->nodes[target].node_id,
-	                                   lookup_done, l)
-	             : fm_node_find_service(nd->core, now_ms(sim),
-	                                    sim->sc.service, lookup_done, l);
+	             ? fm_node_find_record_ex(nd->core, now_ms(sim),
+	                                      sim->nodes[target].node_id,
+	                                      lookup_done, l)
+	             : fm_node_find_service_ex(nd->core, now_ms(sim),
+	                                       sim->sc.service, lookup_done, l);
 	if (rc != 0) {
 		note_failure(sim, l, rc);
 		lk->issued--;
@@ -330,13 +318,13 @@ static void refresh_done(void *ctx, int status, const fm_record *records,
 }
 
 /* Kademlia's join (Maymounkov and Mazieres, section 2.3) refreshes every
- * bucket farther than the node's closest neighbour; the core refreshes a
- * bucket only when no lookup has touched it for FM_DHT_REFRESH_MS (an
- * hour), counted from the start. With `join_refresh`, the driver does it
- * through the public API: 5 s after a start, one record lookup of a
- * random ID in each bucket from 0 to the deepest non-empty one, 250 ms
- * apart. The lookups are not part of the workload's figures. c is the
- * bucket, UINT32_MAX at the first event. */
+ * bucket farther than the node's closest neighbour; the core does so
+ * after the self-lookup of every join. With `join_refresh`, the driver
+ * adds a second refresh through the public API (kept to compare): 5 s
+ * after a start, one record lookup of a random ID in each bucket from 0
+ * to the deepest non-empty one, 250 ms apart. The lookups are not part of
+ * the workload's figures. c is the bucket, UINT32_MAX at the first
+ * event. */
 void fms_dht_refresh_event(struct fms_sim *sim, const struct fms_event *ev)
 {
 	struct fms_node *nd = &sim->nodes[ev->a];
@@ -476,10 +464,14 @@ void fms_dht_node_started(struct fms_sim *sim, struct fms_node *nd, int restart)
 		         nd->incarnation, UINT32_MAX);
 	if (sim->sc.boot_mode == FMS_BOOT_DHT && nd->boot_count > 0) {
 		/* Bootstrap addresses, as an invite gives them: no node ID. */
-		put_header(&b, nd->boot_count);
+		fm_addr *addrs = calloc(nd->boot_count, sizeof(*addrs));
+		if (addrs == NULL)
+			fms_fatal_oom("bootstrap addresses");
 		for (i = 0; i < nd->boot_count; i++)
-			put_contact(&b, NULL, nd->boot[i], PINNED);
-		fm_node_dht_restore(nd->core, now_ms(sim), b.p, b.len);
+			fms_addr_of(nd->boot[i], FMS_PORT, &addrs[i]);
+		fm_node_dht_bootstrap(nd->core, now_ms(sim), addrs,
+		                      nd->boot_count);
+		free(addrs);
 	}
 	free(b.p);
 }

@@ -165,8 +165,7 @@ struct fms_lookup {
 	uint8_t kind;            /* FMS_LK_* */
 	uint8_t victim;          /* aimed at the sybils' target */
 	uint64_t start_us;
-	uint64_t target_up_us;        /* the target's uptime at the issue */
-	uint64_t lookups0, messages0; /* the issuer's DHT counters before */
+	uint64_t target_up_us; /* the target's uptime at the issue */
 };
 
 struct fms_lookup_metrics {

@@ -551,6 +551,29 @@ int fm_node_find_service(fm_node *node, uint64_t now_ms, const char *name,
 int fm_node_find_record(fm_node *node, uint64_t now_ms,
                         const uint8_t id[FM_NODE_ID_BYTES], fm_find_cb cb,
                         void *ctx);
+/* The same lookups, reporting what they cost as well. messages: requests
+ * the lookup sent (resends and VALUE pages included); duration_ms: from
+ * the call to the result, on the node clock. */
+typedef struct fm_find_result {
+	int status; /* as for fm_find_cb */
+	const fm_record *records;
+	size_t count;
+	uint32_t hops;
+	uint32_t messages;
+	uint64_t duration_ms;
+} fm_find_result;
+typedef void (*fm_find_result_cb)(void *ctx, const fm_find_result *res);
+int fm_node_find_service_ex(fm_node *node, uint64_t now_ms, const char *name,
+                            fm_find_result_cb cb, void *ctx);
+int fm_node_find_record_ex(fm_node *node, uint64_t now_ms,
+                           const uint8_t id[FM_NODE_ID_BYTES],
+                           fm_find_result_cb cb, void *ctx);
+/* Joins the DHT through these addresses (an invite, --bootstrap) without
+ * a session: they are kept among the DHT's known addresses (pinned) and
+ * challenged at once; a node enters the table when it proves its key.
+ * -ENOTSUP when the DHT is disabled, -EINVAL for an unusable address. */
+int fm_node_dht_bootstrap(fm_node *node, uint64_t now_ms, const fm_addr *addrs,
+                          size_t n);
 /* Restores the routing table the core saved through fm_io.persist under
  * "dht/table"; every address is challenged again before use. */
 int fm_node_dht_restore(fm_node *node, uint64_t now_ms, const uint8_t *buf,

@@ -79,7 +79,8 @@ struct dht_bucket {
 	struct dht_entry *e;
 	uint8_t count;
 	uint8_t repl_count;
-	uint8_t lrs_ping; /* a liveness PING of the LRS entry is in flight */
+	uint8_t lrs_ping;    /* a liveness PING of the LRS entry is in flight */
+	uint8_t refresh_now; /* refresh at once (the join) */
 	uint64_t touched_ms;
 };
 
@@ -178,6 +179,14 @@ struct dht_value {
 	uint16_t len;
 };
 
+/* See "hash index" below. Slots fit 15 bits: at most FM_DHT_ADDRS_MAX
+ * address states, FM_DHT_RATE_SOURCES_MAX sources, 256 * 32 entry codes. */
+struct dht_hidx {
+	int16_t *v; /* slot numbers, -1 for empty */
+	uint32_t cap;
+	uint32_t n;
+};
+
 struct fm__dht {
 	fm_io io;
 	fm_identity identity;
@@ -195,12 +204,17 @@ struct fm__dht {
 
 	struct dht_bucket buckets[FM_DHT_BUCKETS];
 	uint32_t table_size;
-	uint32_t checks; /* liveness checks in flight */
+	int depth;         /* deepest non-empty bucket, -1 when empty */
+	int refresh_depth; /* bucket of the closest neighbour at the join */
+	uint32_t checks;   /* liveness checks in flight */
 
 	struct dht_addr_state *addrs;
 	size_t addr_cap;
+	struct dht_hidx addr_idx; /* address -> addrs slot */
 	struct dht_rate *rates;
 	size_t rate_cap;
+	struct dht_hidx rate_idx; /* source prefix -> rates slot */
+	struct dht_hidx tab_idx;  /* address -> table entry (bucket * 32 + i) */
 	struct dht_known *known;
 	size_t known_count;
 	size_t known_cap;
@@ -225,6 +239,16 @@ struct fm__dht {
 	uint64_t republish_interval_ms;
 	uint64_t next_sweep_ms;
 	uint64_t next_persist_ms;
+	/* Deadlines cached between ticks so that a tick after a datagram does
+	 * not walk everything: the earliest RPC timeout, lookup deadline and
+	 * table deadline (bucket refresh, liveness check) may be earlier than
+	 * recorded (a wasted walk), never later. 0: walk at the next tick. */
+	uint64_t rpc_wake_ms;
+	uint64_t lookup_wake_ms;
+	uint64_t table_wake_ms;
+	uint8_t refresh_pending; /* refresh every bucket after the self-lookup
+	                          */
+	uint32_t lookups_empty;  /* lookups in a row that no node answered */
 	fm__dht_stats stats;
 };
 
@@ -297,6 +321,132 @@ static int grow(void **arr, size_t *cap, size_t elem, size_t max)
 static int id_equal(const uint8_t *a, const uint8_t *b)
 {
 	return memcmp(a, b, FM_DHT_ID_BYTES) == 0;
+}
+
+/* ---- hash index ------------------------------------------------------------
+ * An open-addressing index (linear probing, backward-shift deletion) from
+ * a key to a slot of an array the caller owns: address states, rate
+ * buckets, table entries. The caller hashes the key and says whether a
+ * slot holds it; the index stores slot numbers only. */
+
+typedef uint32_t (*hidx_hash_fn)(const fm__dht *dht, int32_t slot);
+typedef int (*hidx_eq_fn)(const fm__dht *dht, int32_t slot, const void *key);
+
+static uint32_t hash_bytes(uint32_t h, const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u; /* FNV-1a */
+	/* MurmurHash3's finalizer: every bit reaches the low ones, which
+	 * are the ones the index uses. */
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	return h ^ (h >> 16);
+}
+
+static uint32_t hash_addr(const fm_addr *a)
+{
+	uint8_t port[2] = {(uint8_t)(a->port >> 8), (uint8_t)a->port};
+	uint32_t h = hash_bytes(2166136261u ^ a->family, port, 2);
+
+	return hash_bytes(h, a->ip, a->family == FM_AF_INET ? 4 : 16);
+}
+
+/* Position of the key in the index, or -1. */
+static int32_t hidx_find(const fm__dht *dht, const struct dht_hidx *h,
+                         uint32_t hash, hidx_eq_fn eq, const void *key)
+{
+	uint32_t i;
+
+	if (h->cap == 0)
+		return -1;
+	for (i = hash & (h->cap - 1); h->v[i] >= 0; i = (i + 1) & (h->cap - 1))
+		if (eq(dht, h->v[i], key))
+			return (int32_t)i;
+	return -1;
+}
+
+/* Position of slot itself (which is in the index under hash). */
+static int32_t hidx_pos_of(const struct dht_hidx *h, uint32_t hash,
+                           int32_t slot)
+{
+	uint32_t i = hash & (h->cap - 1);
+
+	while (h->v[i] != slot)
+		i = (i + 1) & (h->cap - 1);
+	return (int32_t)i;
+}
+
+static void hidx_put(struct dht_hidx *h, uint32_t hash, int32_t slot)
+{
+	uint32_t i = hash & (h->cap - 1);
+
+	while (h->v[i] >= 0)
+		i = (i + 1) & (h->cap - 1);
+	h->v[i] = (int16_t)slot;
+	h->n++;
+}
+
+/* Adds slot (not in the index yet); -ENOMEM leaves the index as it was. */
+static int hidx_add(const fm__dht *dht, struct dht_hidx *h, uint32_t hash,
+                    int32_t slot, hidx_hash_fn hf)
+{
+	if ((h->n + 1) * 2 > h->cap) {
+		uint32_t cap = h->cap ? h->cap * 2 : FM__DHT_GROW_MIN * 2, i;
+		struct dht_hidx g = {malloc(cap * sizeof(int16_t)), cap, 0};
+		if (g.v == NULL)
+			return -ENOMEM;
+		for (i = 0; i < cap; i++)
+			g.v[i] = -1;
+		for (i = 0; i < h->cap; i++)
+			if (h->v[i] >= 0)
+				hidx_put(&g, hf(dht, h->v[i]), h->v[i]);
+		free(h->v);
+		*h = g;
+	}
+	hidx_put(h, hash, slot);
+	return 0;
+}
+
+/* Removes the entry at position pos, shifting back the entries of its
+ * probe run so that every one stays reachable. */
+static void hidx_del_at(const fm__dht *dht, struct dht_hidx *h, int32_t pos,
+                        hidx_hash_fn hf)
+{
+	uint32_t mask = h->cap - 1, i = (uint32_t)pos, j = i, home;
+
+	for (;;) {
+		j = (j + 1) & mask;
+		if (h->v[j] < 0)
+			break;
+		home = hf(dht, h->v[j]) & mask;
+		/* v[j] may move to i when its home is not in (i, j]. */
+		if ((j > i && (home <= i || home > j)) ||
+		    (j < i && (home <= i && home > j))) {
+			h->v[i] = h->v[j];
+			i = j;
+		}
+	}
+	h->v[i] = -1;
+	h->n--;
+}
+
+static void hidx_clear(struct dht_hidx *h)
+{
+	uint32_t i;
+
+	for (i = 0; i < h->cap; i++)
+		h->v[i] = -1;
+	h->n = 0;
+}
+
+static void hidx_free(struct dht_hidx *h)
+{
+	free(h->v);
+	memset(h, 0, sizeof(*h));
 }
 
 /* ---- IDs ----------------------------------------------------------------- */
@@ -855,14 +1005,22 @@ int fm__dht_open(const uint8_t key[32], const uint8_t *buf, size_t len,
 
 /* ---- address state: proofs and credit ------------------------------------ */
 
+static uint32_t addr_slot_hash(const fm__dht *dht, int32_t slot)
+{
+	return hash_addr(&dht->addrs[slot].addr);
+}
+
+static int addr_slot_eq(const fm__dht *dht, int32_t slot, const void *key)
+{
+	return addr_equal(&dht->addrs[slot].addr, key);
+}
+
 static struct dht_addr_state *addr_find(fm__dht *dht, const fm_addr *a)
 {
-	size_t i;
+	int32_t pos =
+	        hidx_find(dht, &dht->addr_idx, hash_addr(a), addr_slot_eq, a);
 
-	for (i = 0; i < dht->addr_cap; i++)
-		if (dht->addrs[i].used && addr_equal(&dht->addrs[i].addr, a))
-			return &dht->addrs[i];
-	return NULL;
+	return pos < 0 ? NULL : &dht->addrs[dht->addr_idx.v[pos]];
 }
 
 /* Finds or makes the state of a; when the table is full the least recently
@@ -893,9 +1051,18 @@ static struct dht_addr_state *addr_get(fm__dht *dht, uint64_t now,
 		if (victim == SIZE_MAX)
 			return NULL;
 		s = &dht->addrs[victim];
+		if (s->used)
+			hidx_del_at(dht, &dht->addr_idx,
+			            hidx_pos_of(&dht->addr_idx,
+			                        hash_addr(&s->addr),
+			                        (int32_t)victim),
+			            addr_slot_hash);
 		memset(s, 0, sizeof(*s));
-		s->used = 1;
 		s->addr = *a;
+		if (hidx_add(dht, &dht->addr_idx, hash_addr(a), (int32_t)victim,
+		             addr_slot_hash) != 0)
+			return NULL;
+		s->used = 1;
 	}
 	s->used_ms = now;
 	return s;
@@ -968,32 +1135,57 @@ static int me_proven(fm__dht *dht, uint64_t now, const fm_addr *a)
 
 /* A token bucket per IPv4 address or IPv6 /64. Loopback is exempt unless
  * configured otherwise (tests and one-host federations). */
+static size_t rate_prefix_len(uint8_t family)
+{
+	return family == FM_AF_INET ? 4 : 8;
+}
+
+static uint32_t rate_key_hash(uint8_t family, const uint8_t *prefix)
+{
+	return hash_bytes(2166136261u ^ family, prefix,
+	                  rate_prefix_len(family));
+}
+
+static uint32_t rate_slot_hash(const fm__dht *dht, int32_t slot)
+{
+	return rate_key_hash(dht->rates[slot].family, dht->rates[slot].prefix);
+}
+
+static int rate_slot_eq(const fm__dht *dht, int32_t slot, const void *key)
+{
+	const fm_addr *a = key;
+	const struct dht_rate *r = &dht->rates[slot];
+
+	return r->family == a->family &&
+	       memcmp(r->prefix, a->ip, rate_prefix_len(a->family)) == 0;
+}
+
 static int rate_allow(fm__dht *dht, uint64_t now, const fm_addr *a)
 {
 	struct dht_rate *r = NULL;
-	size_t plen = a->family == FM_AF_INET ? 4 : 8, i, victim = SIZE_MAX;
+	size_t plen = rate_prefix_len(a->family), i, victim = SIZE_MAX;
+	int32_t pos;
 
 	if (!dht->rate_loopback && addr_is_loopback(a))
 		return 1;
-	for (i = 0; i < dht->rate_cap; i++) {
-		const struct dht_rate *c = &dht->rates[i];
-		if (!c->used) {
-			if (victim == SIZE_MAX || dht->rates[victim].used)
+	pos = hidx_find(dht, &dht->rate_idx, rate_key_hash(a->family, a->ip),
+	                rate_slot_eq, a);
+	if (pos >= 0) {
+		r = &dht->rates[dht->rate_idx.v[pos]];
+	} else {
+		/* A new source: a free slot, else the one updated longest
+		 * ago. */
+		for (i = 0; i < dht->rate_cap; i++) {
+			const struct dht_rate *c = &dht->rates[i];
+			if (!c->used) {
 				victim = i;
-			continue;
+				break;
+			}
+			if (victim == SIZE_MAX ||
+			    c->updated_ms < dht->rates[victim].updated_ms)
+				victim = i;
 		}
-		if (c->family == a->family &&
-		    memcmp(c->prefix, a->ip, plen) == 0) {
-			r = &dht->rates[i];
-			break;
-		}
-		if (victim == SIZE_MAX ||
-		    (dht->rates[victim].used &&
-		     c->updated_ms < dht->rates[victim].updated_ms))
-			victim = i;
-	}
-	if (r == NULL) {
-		if (victim == SIZE_MAX || dht->rates[victim].used) {
+		if (i == dht->rate_cap) {
 			size_t old_cap = dht->rate_cap;
 			if (grow((void **)&dht->rates, &dht->rate_cap,
 			         sizeof(*dht->rates),
@@ -1003,10 +1195,21 @@ static int rate_allow(fm__dht *dht, uint64_t now, const fm_addr *a)
 		if (victim == SIZE_MAX)
 			return 1;
 		r = &dht->rates[victim];
+		if (r->used)
+			hidx_del_at(dht, &dht->rate_idx,
+			            hidx_pos_of(&dht->rate_idx,
+			                        rate_slot_hash(dht,
+			                                       (int32_t)victim),
+			                        (int32_t)victim),
+			            rate_slot_hash);
 		memset(r, 0, sizeof(*r));
-		r->used = 1;
 		r->family = a->family;
 		memcpy(r->prefix, a->ip, plen);
+		if (hidx_add(dht, &dht->rate_idx,
+		             rate_key_hash(a->family, a->ip), (int32_t)victim,
+		             rate_slot_hash) != 0)
+			return 1;
+		r->used = 1;
 		r->tokens = dht->rate_burst;
 		r->updated_ms = now;
 	}
@@ -1128,16 +1331,53 @@ static int repl_find(const struct dht_bucket *b, const uint8_t *id)
 	return -1;
 }
 
+/* Table entries are indexed by address (tab_idx) as bucket * 32 + i:
+ * entries never move within their bucket. */
+#define FM__DHT_TAB_CODE(b, i) ((int32_t)(b)*32 + (int32_t)(i))
+_Static_assert(FM_DHT_K <= 32, "entry codes hold an index below 32");
+_Static_assert(FM_DHT_BUCKETS * 32 <= INT16_MAX &&
+                       FM_DHT_ADDRS_MAX <= INT16_MAX &&
+                       FM_DHT_RATE_SOURCES_MAX <= INT16_MAX,
+               "hash index slots are int16_t");
+
+static const struct dht_entry *tab_entry(const fm__dht *dht, int32_t code)
+{
+	return &dht->buckets[code / 32].e[code % 32];
+}
+
+static uint32_t tab_slot_hash(const fm__dht *dht, int32_t code)
+{
+	return hash_addr(&tab_entry(dht, code)->addr);
+}
+
+static int tab_slot_eq(const fm__dht *dht, int32_t code, const void *key)
+{
+	return addr_equal(&tab_entry(dht, code)->addr, key);
+}
+
+/* Entry i of bucket b got its address / is about to lose it. */
+static void tab_index_add(fm__dht *dht, int b, int i)
+{
+	(void)hidx_add(dht, &dht->tab_idx,
+	               hash_addr(&dht->buckets[b].e[i].addr),
+	               FM__DHT_TAB_CODE(b, i), tab_slot_hash);
+}
+
+static void tab_index_del(fm__dht *dht, int b, int i)
+{
+	int32_t code = FM__DHT_TAB_CODE(b, i);
+	int32_t pos = hidx_find(dht, &dht->tab_idx,
+	                        hash_addr(&dht->buckets[b].e[i].addr),
+	                        tab_slot_eq, &dht->buckets[b].e[i].addr);
+
+	if (pos >= 0 && dht->tab_idx.v[pos] == code)
+		hidx_del_at(dht, &dht->tab_idx, pos, tab_slot_hash);
+}
+
 /* Whether an entry of any bucket has address a (one ID per address). */
 static int table_has_addr(const fm__dht *dht, const fm_addr *a)
 {
-	int b, i;
-
-	for (b = 0; b < FM_DHT_BUCKETS; b++)
-		for (i = 0; i < dht->buckets[b].count; i++)
-			if (addr_equal(&dht->buckets[b].e[i].addr, a))
-				return 1;
-	return 0;
+	return hidx_find(dht, &dht->tab_idx, hash_addr(a), tab_slot_eq, a) >= 0;
 }
 
 static struct dht_entry *table_find(fm__dht *dht, const uint8_t *id)
@@ -1181,14 +1421,35 @@ static uint32_t table_live(const fm__dht *dht)
 static void known_add(fm__dht *dht, uint64_t now, const uint8_t *id,
                       const fm_addr *addr, int pinned, int ok);
 
+static void check_joined_as(fm__dht *dht, uint64_t now, int live);
+
 /* Called whenever the table may have gone from no live entry to one: the
- * node has (re)joined, so it looks itself up and publishes. */
+ * node has (re)joined, so it looks itself up and publishes; or from some
+ * to none: it re-bootstraps. */
 static void check_joined(fm__dht *dht, uint64_t now)
 {
 	int live = table_live(dht) > 0;
 
+	check_joined_as(dht, now, live);
+}
+
+/* An entry has just become live (or entered live). */
+static void check_joined_live(fm__dht *dht, uint64_t now)
+{
+	if (!dht->joined)
+		check_joined_as(dht, now, 1);
+}
+
+static void check_joined_as(fm__dht *dht, uint64_t now, int live)
+{
+
 	if (live && !dht->joined) {
+		/* A self-lookup, then a refresh of every bucket farther than
+		 * our closest neighbour (lookup_finish): the table fills at
+		 * once rather than over the hours of FM_DHT_REFRESH_MS. */
 		dht->next_self_ms = now;
+		dht->refresh_pending = 1;
+		dht->lookups_empty = 0;
 		dht->publish_pending = 1;
 		dht->bootstrap_backoff_ms = FM_DHT_BOOTSTRAP_BACKOFF_MIN_MS;
 		dht_log(dht, FM_LOG_INFO, "joined: %u entries",
@@ -1245,8 +1506,11 @@ static int promote(fm__dht *dht, int bi, int i, uint64_t now)
 		if (!subnet_ok(dht, b->e, b->count, i, &c->addr) ||
 		    table_has_addr(dht, &c->addr))
 			continue;
+		tab_index_del(dht, bi, i);
 		b->e[i] = *c;
 		b->e[i].fails = 0;
+		tab_index_add(dht, bi, i);
+		dht->table_wake_ms = 0;
 		repl_remove(b, r);
 		dht->stats.evictions++;
 		dht->stats.inserts++;
@@ -1284,12 +1548,14 @@ static int table_offer(fm__dht *dht, uint64_t now, const uint8_t *id,
 				dht->stats.subnet_refused += !other;
 				return -EPERM;
 			}
+			tab_index_del(dht, bi, i);
 			e->addr = *addr;
+			tab_index_add(dht, bi, i);
 			dht->dirty = 1;
 		}
 		e->last_seen_ms = now;
 		e->fails = 0;
-		check_joined(dht, now);
+		check_joined_live(dht, now);
 		return 0;
 	}
 	if (other)
@@ -1299,7 +1565,11 @@ static int table_offer(fm__dht *dht, uint64_t now, const uint8_t *id,
 		return -EPERM;
 	}
 	if (b->count < FM_DHT_K) {
-		entry_set(&b->e[b->count++], now, id, addr);
+		entry_set(&b->e[b->count], now, id, addr);
+		tab_index_add(dht, bi, b->count++);
+		if (bi > dht->depth)
+			dht->depth = bi;
+		dht->table_wake_ms = 0;
 		dht->table_size++;
 		dht->stats.inserts++;
 		dht->dirty = 1;
@@ -1307,19 +1577,22 @@ static int table_offer(fm__dht *dht, uint64_t now, const uint8_t *id,
 		i = repl_find(b, id);
 		if (i >= 0)
 			repl_remove(b, i);
-		check_joined(dht, now);
+		check_joined_live(dht, now);
 		return 0;
 	}
 	/* Full. A stale entry gives way at once; otherwise the newcomer
 	 * waits while the least-recently-seen entry is asked if it lives. */
 	for (i = 0; i < b->count; i++) {
 		if (b->e[i].fails >= FM_DHT_FAILS_MAX) {
+			tab_index_del(dht, bi, i);
 			entry_set(&b->e[i], now, id, addr);
+			tab_index_add(dht, bi, i);
+			dht->table_wake_ms = 0;
 			dht->stats.evictions++;
 			dht->stats.inserts++;
 			dht->dirty = 1;
 			known_add(dht, now, id, addr, 0, 1);
-			check_joined(dht, now);
+			check_joined_live(dht, now);
 			return 0;
 		}
 	}
@@ -1361,49 +1634,124 @@ static void entry_seen(fm__dht *dht, uint64_t now, const uint8_t *id,
 	e->last_seen_ms = now;
 	if (e->fails != 0) {
 		e->fails = 0;
-		check_joined(dht, now);
+		check_joined_live(dht, now);
 	}
 }
 
-/* Rank of an entry among others for target: live before stale, then by
- * distance. */
-static int rank_cmp(const uint8_t *target, const struct dht_entry *a,
-                    const struct dht_entry *b)
-{
-	int sa = a->fails >= FM_DHT_FAILS_MAX,
-	    sb = b->fails >= FM_DHT_FAILS_MAX;
+/* The closest set being built: entries with the first 8 bytes of their
+ * distance to the target, so that most comparisons are one integer
+ * comparison. */
+struct closest_item {
+	uint64_t d; /* big-endian first 8 bytes of id ^ target */
+	const struct dht_entry *e;
+};
 
-	if (sa != sb)
-		return sa - sb;
-	return fm__dht_distance_cmp(target, a->id, b->id);
+static uint64_t dist_prefix(const uint8_t *target, const uint8_t *id)
+{
+	uint64_t d = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		d = (d << 8) | (uint8_t)(target[i] ^ id[i]);
+	return d;
 }
 
-/* Up to max entries closest to target, nearest first. exclude: an ID to
- * leave out (the asker); live_only: leave stale entries out. */
+static int item_cmp(const uint8_t *target, const struct closest_item *a,
+                    const struct closest_item *b)
+{
+	if (a->d != b->d)
+		return a->d < b->d ? -1 : 1;
+	return fm__dht_distance_cmp(target, a->e->id, b->e->id);
+}
+
+/* Inserts e into out[0..*n) (at most max, nearest first). */
+static void closest_insert(const uint8_t *target, const struct dht_entry *e,
+                           struct closest_item *out, size_t *n, size_t max)
+{
+	struct closest_item it = {dist_prefix(target, e->id), e};
+	size_t j;
+
+	if (*n == max && item_cmp(target, &it, &out[*n - 1]) >= 0)
+		return;
+	j = *n < max ? (*n)++ : max - 1;
+	while (j > 0 && item_cmp(target, &it, &out[j - 1]) < 0) {
+		out[j] = out[j - 1];
+		j--;
+	}
+	out[j] = it;
+}
+
+/* Adds the entries of bucket b that pass the filter (stale: the stale
+ * ones, else the live ones). */
+static void closest_bucket(const fm__dht *dht, int b, const uint8_t *target,
+                           const uint8_t *exclude, int stale,
+                           struct closest_item *out, size_t *n, size_t max)
+{
+	const struct dht_bucket *bk = &dht->buckets[b];
+	int i;
+
+	for (i = 0; i < bk->count; i++) {
+		const struct dht_entry *e = &bk->e[i];
+		if ((e->fails >= FM_DHT_FAILS_MAX) != stale ||
+		    (exclude != NULL && id_equal(e->id, exclude)))
+			continue;
+		closest_insert(target, e, out, n, max);
+	}
+}
+
+/* Walks the buckets in order of distance to target: with j the bucket
+ * target would fall in, every entry of bucket j is closer to target than
+ * any entry of a bucket i > j (those differ from target at bit j), and
+ * those are closer than any of bucket j - 1, j - 2, ... 0 in turn (an
+ * entry of bucket i < j differs from target first at bit i). So the walk
+ * takes bucket j, then the buckets beyond j together, then j - 1 down to
+ * 0, and stops after the group that filled max. */
+static void closest_walk(const fm__dht *dht, const uint8_t *target,
+                         const uint8_t *exclude, int stale,
+                         struct closest_item *out, size_t *n, size_t max)
+{
+	int j = fm__dht_bucket_index(dht->identity.node_id, target), b;
+	int depth = dht->depth;
+
+	if (j >= 0) {
+		closest_bucket(dht, j, target, exclude, stale, out, n, max);
+		if (*n == max)
+			return;
+	}
+	/* Beyond j (all of them when target is our ID): one group. */
+	for (b = j + 1; b <= depth; b++)
+		closest_bucket(dht, b, target, exclude, stale, out, n, max);
+	for (b = j - 1; b >= 0 && *n < max; b--)
+		closest_bucket(dht, b, target, exclude, stale, out, n, max);
+}
+
+/* Up to max entries closest to target, nearest first, live ones before
+ * stale ones. exclude: an ID to leave out (the asker); live_only: leave
+ * stale entries out. */
 static size_t table_closest(const fm__dht *dht, const uint8_t *target,
                             const uint8_t *exclude, int live_only,
                             struct dht_entry *out, size_t max)
 {
-	size_t n = 0, j;
-	int b, i;
+	struct closest_item stack[2 * FM_DHT_K], *items = stack;
+	size_t n = 0, i;
 
-	for (b = 0; b < FM_DHT_BUCKETS; b++) {
-		const struct dht_bucket *bk = &dht->buckets[b];
-		for (i = 0; i < bk->count; i++) {
-			const struct dht_entry *e = &bk->e[i];
-			if ((live_only && e->fails >= FM_DHT_FAILS_MAX) ||
-			    (exclude != NULL && id_equal(e->id, exclude)))
-				continue;
-			if (n == max && rank_cmp(target, e, &out[n - 1]) >= 0)
-				continue;
-			j = n < max ? n++ : max - 1;
-			while (j > 0 && rank_cmp(target, e, &out[j - 1]) < 0) {
-				out[j] = out[j - 1];
-				j--;
-			}
-			out[j] = *e;
-		}
+	if (max == 0)
+		return 0;
+	if (max > sizeof(stack) / sizeof(stack[0])) {
+		items = malloc(max * sizeof(*items));
+		if (items == NULL)
+			return 0;
 	}
+	closest_walk(dht, target, exclude, 0, items, &n, max);
+	if (n < max && !live_only) {
+		size_t m = 0;
+		closest_walk(dht, target, exclude, 1, items + n, &m, max - n);
+		n += m;
+	}
+	for (i = 0; i < n; i++)
+		out[i] = *items[i].e;
+	if (items != stack)
+		free(items);
 	return n;
 }
 
@@ -1593,6 +1941,8 @@ static int rpc_transmit(fm__dht *dht, uint64_t now, int i)
 		return len;
 	r->sent_ms = now;
 	r->attempts++;
+	dht->rpc_wake_ms =
+	        min_u64(dht->rpc_wake_ms, now + FM_DHT_RPC_TIMEOUT_MS);
 	return 0;
 }
 
@@ -1666,6 +2016,7 @@ static void check_done(fm__dht *dht, const struct dht_rpc *r)
 		dht->checks--;
 	if (e != NULL)
 		e->checking = 0;
+	dht->table_wake_ms = 0;
 }
 
 /* When entry e is next due for a liveness check. */
@@ -1694,7 +2045,11 @@ static int wants(fm__dht *dht, const uint8_t *id, const fm_addr *addr)
 		return 0;
 	if (b->count < FM_DHT_K)
 		return 1;
-	return repl_find(b, id) < 0 && b->repl_count < FM_DHT_REPLACEMENTS;
+	/* A full bucket: a few proven replacements are enough to replace
+	 * what fails (each proof costs the other node a signature); more
+	 * come as the cache empties. */
+	return repl_find(b, id) < 0 &&
+	       b->repl_count < FM_DHT_REPLACEMENTS_CHALLENGE;
 }
 
 /* ---- the value store ----------------------------------------------------- */
@@ -1946,6 +2301,8 @@ static int lookup_send(fm__dht *dht, int slot, int ci, uint64_t now,
 	c->state = C_INFLIGHT;
 	c->sent_ms = now;
 	l->messages++;
+	dht->lookup_wake_ms =
+	        min_u64(dht->lookup_wake_ms, now + FM_DHT_RPC_SLOW_MS);
 	return 0;
 }
 
@@ -1959,7 +2316,12 @@ static void lookup_step(fm__dht *dht, int slot, uint64_t now)
 	int pending, next;
 
 	for (;;) {
-		if (l->found || l->messages >= FM_DHT_LOOKUP_MESSAGES_MAX ||
+		/* A service lookup that holds as many records as it can
+		 * return has nothing left to learn but newer seqs. */
+		if (l->found ||
+		    (l->kind == FM__DHT_LOOKUP_SERVICE &&
+		     l->record_count >= l->record_cap) ||
+		    l->messages >= FM_DHT_LOOKUP_MESSAGES_MAX ||
 		    now >= l->started_ms + FM_DHT_LOOKUP_TIMEOUT_MS)
 			break;
 		seen = 0;
@@ -2014,6 +2376,8 @@ static void publish_to(fm__dht *dht, uint64_t now, const uint8_t *key,
 
 static void start_republish(fm__dht *dht, uint64_t now);
 
+static void refresh_all(fm__dht *dht, uint64_t now, const uint8_t *closest);
+
 static void lookup_finish(fm__dht *dht, int slot, uint64_t now)
 {
 	struct dht_lookup *l = dht->lookups[slot];
@@ -2061,6 +2425,16 @@ static void lookup_finish(fm__dht *dht, int slot, uint64_t now)
 	l->gen = 0;
 	if (l->cb != NULL)
 		l->cb(l->ctx, &res);
+	if (l->kind == FM__DHT_LOOKUP_NODES)
+		dht->lookups_empty = n > 0 ? 0 : dht->lookups_empty + 1;
+	else if (n > 0)
+		dht->lookups_empty = 0;
+	else
+		dht->lookups_empty++;
+	if (l->self && dht->refresh_pending && n > 0) {
+		dht->refresh_pending = 0;
+		refresh_all(dht, now, closest[0].id);
+	}
 	if (l->self && dht->publish_pending) {
 		dht->publish_pending = 0;
 		dht->next_republish_ms = now;
@@ -2117,6 +2491,8 @@ static int lookup_start(fm__dht *dht, uint64_t now, uint8_t kind,
 	l->started_ms = now;
 	l->cb = cb;
 	l->ctx = ctx;
+	dht->lookup_wake_ms =
+	        min_u64(dht->lookup_wake_ms, now + FM_DHT_LOOKUP_TIMEOUT_MS);
 	n = table_closest(dht, target, NULL, 0, seeds, FM_DHT_K);
 	for (i = 0; i < n; i++)
 		cand_add(dht, l, seeds[i].id, &seeds[i].addr, 1);
@@ -2287,6 +2663,23 @@ static void answer_nodes(fm__dht *dht, uint64_t now, const fm_addr *from,
 		return;
 	answer_init(q, FM__DHT_NODES, a);
 	n = table_closest(dht, target, q->sender, 1, near, FM_DHT_K);
+	/* The node asked for itself, proven but waiting in a replacement
+	 * cache (its bucket full, with sybils near its ID, say), goes
+	 * first: a record lookup then reaches it, and it holds its own
+	 * record. */
+	if ((n == 0 || !id_equal(near[0].id, target)) &&
+	    !id_equal(target, q->sender)) {
+		int bi = fm__dht_bucket_index(dht->identity.node_id, target), r;
+		const struct dht_bucket *b = bi >= 0 ? &dht->buckets[bi] : NULL;
+		if (b != NULL && b->e != NULL &&
+		    (r = repl_find(b, target)) >= 0) {
+			if (n == FM_DHT_K)
+				n--;
+			memmove(&near[1], &near[0], n * sizeof(near[0]));
+			near[0] = b->e[FM_DHT_K + r];
+			n++;
+		}
+	}
 	for (i = 0; i < n; i++) {
 		memcpy(a->contacts[i].id, near[i].id, FM_DHT_ID_BYTES);
 		a->contacts[i].addr = near[i].addr;
@@ -2623,53 +3016,151 @@ void fm__dht_recv(fm__dht *dht, uint64_t now_ms, const fm_addr *from,
 
 /* ---- timers -------------------------------------------------------------- */
 
+/* A bootstrap round: a CHALLENGE to up to FM_DHT_BOOTSTRAP_BATCH known
+ * addresses, cycling through all of them; when the node is joined (a thin
+ * table, or lookups nobody answers), only to those not in the table. */
 static void bootstrap_round(fm__dht *dht, uint64_t now)
 {
 	size_t i, sent = 0;
 
-	dht->stats.bootstraps++;
-	dht->stats.last_bootstrap_ms = now;
 	for (i = 0; i < dht->known_count && sent < FM_DHT_BOOTSTRAP_BATCH;
 	     i++) {
 		struct dht_known *k;
 		if (dht->known_cursor >= dht->known_count)
 			dht->known_cursor = 0;
 		k = &dht->known[dht->known_cursor++];
+		if (dht->joined && table_has_addr(dht, &k->addr))
+			continue;
 		if (send_challenge(dht, now, k->has_id ? k->id : NULL,
 		                   &k->addr) == 0)
 			sent++;
 	}
-	dht_log(dht, FM_LOG_INFO, "bootstrap: %zu of %zu known addresses", sent,
-	        dht->known_count);
+	if (!dht->joined || sent > 0) {
+		dht->stats.bootstraps++;
+		dht->stats.last_bootstrap_ms = now;
+		dht_log(dht, FM_LOG_INFO,
+		        "bootstrap: %zu of %zu known addresses", sent,
+		        dht->known_count);
+	}
+	if (dht->joined && sent > 0) {
+		/* Whoever proves itself is in the table by the time the
+		 * self-lookup and the refresh of every bucket run. */
+		dht->refresh_pending = 1;
+		dht->next_self_ms = now + FM_DHT_RPC_TIMEOUT_MS;
+	}
 	dht->next_bootstrap_ms = now + jitter(dht, dht->bootstrap_backoff_ms);
 	dht->bootstrap_backoff_ms *= 2;
 	if (dht->bootstrap_backoff_ms > FM_DHT_BOOTSTRAP_BACKOFF_MAX_MS)
 		dht->bootstrap_backoff_ms = FM_DHT_BOOTSTRAP_BACKOFF_MAX_MS;
 }
 
+/* Whether the node should re-bootstrap: no live entry, fewer than
+ * FM_DHT_REBOOTSTRAP_LIVE_MIN, or FM_DHT_REBOOTSTRAP_EMPTY_LOOKUPS lookups
+ * in a row that no node answered (a table of dead entries or an island). */
+static int needs_bootstrap(const fm__dht *dht)
+{
+	return !dht->joined ||
+	       dht->lookups_empty >= FM_DHT_REBOOTSTRAP_EMPTY_LOOKUPS ||
+	       table_live(dht) < FM_DHT_REBOOTSTRAP_LIVE_MIN;
+}
+
 /* Index of the deepest non-empty bucket: buckets beyond it are covered by
- * the self-lookup, so only buckets up to it are refreshed. */
+ * the self-lookup, so only buckets up to it (or up to that of the closest
+ * neighbour the last join's self-lookup found) are refreshed. */
 static int table_depth(const fm__dht *dht)
 {
-	int b;
+	return dht->depth > dht->refresh_depth ? dht->depth
+	                                       : dht->refresh_depth;
+}
 
-	for (b = FM_DHT_BUCKETS - 1; b >= 0; b--)
-		if (dht->buckets[b].count > 0)
-			return b;
-	return -1;
+/* After the self-lookup at a join (Kademlia's join, libp2p's and
+ * BitTorrent's table fill): every bucket farther than our closest
+ * neighbour, the nearest node that answered the self-lookup, is due for a
+ * refresh now. Its proof may still be on its way, so the buckets to
+ * refresh come from the lookup, not from the table. */
+static void refresh_all(fm__dht *dht, uint64_t now, const uint8_t *closest)
+{
+	int depth = fm__dht_bucket_index(dht->identity.node_id, closest), b;
+
+	if (depth > dht->refresh_depth)
+		dht->refresh_depth = depth;
+	(void)now;
+	for (b = 0; b < depth; b++)
+		dht->buckets[b].refresh_now = 1;
+	dht->table_wake_ms = 0;
+}
+
+/* Bucket refreshes and liveness checks: walks the table, so only when
+ * something in it is due (table_wake_ms). Returns the table's next
+ * deadline. */
+static uint64_t maintain_table(fm__dht *dht, uint64_t now)
+{
+	uint8_t target[FM_DHT_ID_BYTES];
+	uint64_t next = FM_DEADLINE_NONE;
+	int depth = table_depth(dht), b, busy = 0;
+
+	for (b = 0; b <= depth; b++) {
+		struct dht_bucket *bk = &dht->buckets[b];
+		if (!bk->refresh_now &&
+		    now < bk->touched_ms + FM_DHT_REFRESH_MS)
+			continue;
+		bk->refresh_now = 0;
+		random_id_in_bucket(dht, b, target);
+		if (busy || lookup_begin(dht, now, FM__DHT_LOOKUP_NODES, target,
+		                         NULL, NULL, NULL, 1, 0, 0) != 0) {
+			/* Busy: this bucket and the next due ones are tried
+			 * again a little later (unsigned arithmetic: touched
+			 * + FM_DHT_REFRESH_MS is now + FM__DHT_RETRY_MS). */
+			busy = 1;
+			bk->touched_ms =
+			        now - FM_DHT_REFRESH_MS + FM__DHT_RETRY_MS;
+			continue;
+		}
+		bk->touched_ms = now;
+	}
+	for (b = 0; b <= depth && dht->checks < FM_DHT_CHECKS_MAX; b++) {
+		struct dht_bucket *bk = &dht->buckets[b];
+		int i;
+		for (i = 0; i < bk->count && dht->checks < FM_DHT_CHECKS_MAX;
+		     i++)
+			if (!bk->e[i].checking && now >= check_due(&bk->e[i]))
+				send_check(dht, now, b, i);
+	}
+	/* The next deadline: lookups above may have changed the table. */
+	depth = table_depth(dht);
+	for (b = 0; b <= depth; b++) {
+		const struct dht_bucket *bk = &dht->buckets[b];
+		int e;
+		next = min_u64(next,
+		               bk->refresh_now
+		                       ? now
+		                       : bk->touched_ms + FM_DHT_REFRESH_MS);
+		if (dht->checks >= FM_DHT_CHECKS_MAX)
+			continue; /* check_done resets table_wake_ms */
+		for (e = 0; e < bk->count; e++)
+			if (!bk->e[e].checking)
+				next = min_u64(next, check_due(&bk->e[e]));
+	}
+	return next;
 }
 
 static void maintain(fm__dht *dht, uint64_t now)
 {
 	uint8_t target[FM_DHT_ID_BYTES];
-	int depth, b, rc;
+	int rc;
 
-	if (!dht->joined) {
-		if (dht->known_count > 0 && now >= dht->next_bootstrap_ms)
+	if (dht->known_count > 0 && now >= dht->next_bootstrap_ms) {
+		if (needs_bootstrap(dht)) {
 			bootstrap_round(dht, now);
-		if (dht->table_size == 0)
-			return;
+		} else {
+			dht->bootstrap_backoff_ms =
+			        FM_DHT_BOOTSTRAP_BACKOFF_MIN_MS;
+			dht->next_bootstrap_ms =
+			        now + FM_DHT_BOOTSTRAP_CHECK_MS;
+		}
 	}
+	if (dht->table_size == 0)
+		return;
 	if (now >= dht->next_self_ms) {
 		rc = lookup_begin(dht, now, FM__DHT_LOOKUP_NODES,
 		                  dht->identity.node_id, NULL, NULL, NULL, 1, 0,
@@ -2686,27 +3177,11 @@ static void maintain(fm__dht *dht, uint64_t now)
 		if (dht->republish_interval_ms > FM_DHT_REPUBLISH_MS)
 			dht->republish_interval_ms = FM_DHT_REPUBLISH_MS;
 	}
-	depth = table_depth(dht);
-	for (b = 0; b <= depth; b++) {
-		if (now < dht->buckets[b].touched_ms + FM_DHT_REFRESH_MS)
-			continue;
-		random_id_in_bucket(dht, b, target);
-		if (lookup_begin(dht, now, FM__DHT_LOOKUP_NODES, target, NULL,
-		                 NULL, NULL, 1, 0, 0) != 0) {
-			/* Busy: try this bucket again a little later. */
-			dht->buckets[b].touched_ms =
-			        now - FM_DHT_REFRESH_MS + FM__DHT_RETRY_MS;
-			break;
-		}
-		dht->buckets[b].touched_ms = now;
-	}
-	for (b = 0; b <= depth && dht->checks < FM_DHT_CHECKS_MAX; b++) {
-		struct dht_bucket *bk = &dht->buckets[b];
-		int i;
-		for (i = 0; i < bk->count && dht->checks < FM_DHT_CHECKS_MAX;
-		     i++)
-			if (!bk->e[i].checking && now >= check_due(&bk->e[i]))
-				send_check(dht, now, b, i);
+	if (now >= dht->table_wake_ms) {
+		dht->table_wake_ms = FM_DEADLINE_NONE;
+		/* Lookups started in there may lower it again. */
+		dht->table_wake_ms =
+		        min_u64(dht->table_wake_ms, maintain_table(dht, now));
 	}
 	if (now >= dht->next_walk_ms) {
 		rand_bytes(dht, target, sizeof(target));
@@ -2718,19 +3193,12 @@ static void maintain(fm__dht *dht, uint64_t now)
 	}
 }
 
-uint64_t fm__dht_tick(fm__dht *dht, uint64_t now_ms)
+/* RPC timeouts: resend, then give up. Returns the next timeout. */
+static uint64_t rpc_timeouts(fm__dht *dht, uint64_t now)
 {
-	uint64_t next = FM_DEADLINE_NONE, now;
+	uint64_t next = FM_DEADLINE_NONE;
 	size_t i;
-	uint32_t j;
-	int b, depth;
 
-	if (dht == NULL)
-		return FM_DEADLINE_NONE;
-	if (now_ms > dht->now_ms)
-		dht->now_ms = now_ms;
-	now = dht->now_ms;
-	/* RPC timeouts: resend, then give up. */
 	for (i = 0; i < dht->rpc_cap; i++) {
 		struct dht_rpc r;
 		if (!dht->rpcs[i].used ||
@@ -2750,24 +3218,25 @@ uint64_t fm__dht_tick(fm__dht *dht, uint64_t now_ms)
 		rpc_free(dht, (int)i);
 		rpc_failed(dht, now, &r);
 	}
-	/* Lookups: slots freed by slow requests, and the time limit. */
-	for (b = 0; b < FM_DHT_LOOKUPS_MAX; b++)
-		if (dht->lookups[b] != NULL)
-			lookup_step(dht, b, now);
-	maintain(dht, now);
-	if (now >= dht->next_sweep_ms) {
-		store_sweep(dht, now);
-		dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
-	}
-	if (dht->dirty && dht->io.persist != NULL &&
-	    now >= dht->next_persist_ms)
-		fm__dht_persist(dht, now);
-
-	/* The next deadline. */
+	/* rpc_failed may have started RPCs anywhere in the array. */
 	for (i = 0; i < dht->rpc_cap; i++)
 		if (dht->rpcs[i].used)
 			next = min_u64(next, dht->rpcs[i].sent_ms +
 			                             FM_DHT_RPC_TIMEOUT_MS);
+	return next;
+}
+
+/* Steps every lookup (slots freed by slow requests, the time limit).
+ * Returns the lookups' next deadline. */
+static uint64_t lookup_timers(fm__dht *dht, uint64_t now)
+{
+	uint64_t next = FM_DEADLINE_NONE;
+	uint32_t j;
+	int b;
+
+	for (b = 0; b < FM_DHT_LOOKUPS_MAX; b++)
+		if (dht->lookups[b] != NULL)
+			lookup_step(dht, b, now);
 	for (b = 0; b < FM_DHT_LOOKUPS_MAX; b++) {
 		const struct dht_lookup *l = dht->lookups[b];
 		if (l == NULL)
@@ -2780,26 +3249,50 @@ uint64_t fm__dht_tick(fm__dht *dht, uint64_t now_ms)
 				               l->cands[j].sent_ms +
 				                       FM_DHT_RPC_SLOW_MS);
 	}
-	if (!dht->joined && dht->known_count > 0)
+	return next;
+}
+
+uint64_t fm__dht_tick(fm__dht *dht, uint64_t now_ms)
+{
+	uint64_t next = FM_DEADLINE_NONE, now, t;
+
+	if (dht == NULL)
+		return FM_DEADLINE_NONE;
+	if (now_ms > dht->now_ms)
+		dht->now_ms = now_ms;
+	now = dht->now_ms;
+	/* Each part walks its state only when its cached deadline is due;
+	 * whatever adds an earlier deadline between ticks lowers the cache
+	 * (rpc_transmit, lookup_start, lookup_send, table changes). */
+	if (now >= dht->rpc_wake_ms) {
+		dht->rpc_wake_ms = FM_DEADLINE_NONE;
+		t = rpc_timeouts(dht, now);
+		dht->rpc_wake_ms = min_u64(dht->rpc_wake_ms, t);
+	}
+	if (now >= dht->lookup_wake_ms) {
+		dht->lookup_wake_ms = FM_DEADLINE_NONE;
+		t = lookup_timers(dht, now);
+		dht->lookup_wake_ms = min_u64(dht->lookup_wake_ms, t);
+	}
+	maintain(dht, now);
+	if (now >= dht->next_sweep_ms) {
+		store_sweep(dht, now);
+		dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
+	}
+	if (dht->dirty && dht->io.persist != NULL &&
+	    now >= dht->next_persist_ms)
+		fm__dht_persist(dht, now);
+
+	/* The next deadline. */
+	next = min_u64(dht->rpc_wake_ms, dht->lookup_wake_ms);
+	if (dht->known_count > 0)
 		next = min_u64(next, dht->next_bootstrap_ms);
 	if (dht->table_size > 0) {
 		next = min_u64(next, dht->next_self_ms);
 		next = min_u64(next, dht->next_walk_ms);
 		if (dht->has_record)
 			next = min_u64(next, dht->next_republish_ms);
-		depth = table_depth(dht);
-		for (b = 0; b <= depth; b++) {
-			const struct dht_bucket *bk = &dht->buckets[b];
-			int e;
-			next = min_u64(next,
-			               bk->touched_ms + FM_DHT_REFRESH_MS);
-			if (dht->checks >= FM_DHT_CHECKS_MAX)
-				continue; /* an answer or timeout wakes us */
-			for (e = 0; e < bk->count; e++)
-				if (!bk->e[e].checking)
-					next = min_u64(next,
-					               check_due(&bk->e[e]));
-		}
+		next = min_u64(next, dht->table_wake_ms);
 	}
 	if (dht->value_count > 0)
 		next = min_u64(next, dht->next_sweep_ms);
@@ -2839,6 +3332,11 @@ static void reset_timers(fm__dht *dht, uint64_t now)
 	dht->republish_interval_ms = FM_DHT_REPUBLISH_MS;
 	dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
 	dht->next_persist_ms = now + FM_DHT_PERSIST_MS;
+	dht->rpc_wake_ms = 0;
+	dht->lookup_wake_ms = 0;
+	dht->table_wake_ms = 0;
+	dht->refresh_pending = 0;
+	dht->lookups_empty = 0;
 	for (b = 0; b < FM_DHT_BUCKETS; b++)
 		dht->buckets[b].touched_ms = now;
 }
@@ -2871,6 +3369,8 @@ int fm__dht_new(const fm__dht_config *cfg, const fm_io *io, uint64_t now_ms,
 	        1000.0;
 	dht->rate_burst = cfg->rate_burst ? cfg->rate_burst : FM_DHT_RATE_BURST;
 	dht->now_ms = now_ms;
+	dht->depth = -1;
+	dht->refresh_depth = -1;
 	reset_timers(dht, now_ms);
 	dht->dirty = 0;
 	store_own(dht, now_ms);
@@ -2907,7 +3407,10 @@ static void clear_all(fm__dht *dht, uint64_t now, int keep_known)
 		memset(&dht->buckets[b], 0, sizeof(dht->buckets[b]));
 	}
 	dht->table_size = 0;
+	dht->depth = -1;
+	dht->refresh_depth = -1;
 	dht->checks = 0;
+	hidx_clear(&dht->tab_idx);
 	for (i = 0; i < dht->value_count; i++)
 		free(dht->values[i].bytes);
 	dht->value_count = 0;
@@ -2918,6 +3421,8 @@ static void clear_all(fm__dht *dht, uint64_t now, int keep_known)
 		memset(dht->addrs, 0, dht->addr_cap * sizeof(*dht->addrs));
 	if (dht->rates != NULL)
 		memset(dht->rates, 0, dht->rate_cap * sizeof(*dht->rates));
+	hidx_clear(&dht->addr_idx);
+	hidx_clear(&dht->rate_idx);
 	if (!keep_known) {
 		dht->known_count = 0;
 		dht->known_cursor = 0;
@@ -2934,6 +3439,9 @@ void fm__dht_free(fm__dht *dht)
 	free(dht->addrs);
 	free(dht->rates);
 	free(dht->known);
+	hidx_free(&dht->addr_idx);
+	hidx_free(&dht->rate_idx);
+	hidx_free(&dht->tab_idx);
 	sodium_memzero(dht->seal_key, sizeof(dht->seal_key));
 	fm_identity_wipe(&dht->identity);
 	free(dht);

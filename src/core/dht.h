@@ -24,8 +24,12 @@
  *   records under BLAKE2b-256("svc/" || name) for every service the record
  *   lists. They expire after FM_DHT_VALUE_TTL_MS; their owner republishes
  *   them every FM_DHT_REPUBLISH_MS; higher seq wins.
+ * - At a join the node looks itself up, then refreshes every bucket
+ *   farther than its closest neighbour, so its table fills at once.
  * - An empty table re-bootstraps, with backoff, from every address the DHT
- *   has ever known; the known addresses persist under "dht/table". */
+ *   has ever known, and so does a thin one (fewer than
+ *   FM_DHT_REBOOTSTRAP_LIVE_MIN live entries) or one whose lookups nobody
+ *   answers; the known addresses persist under "dht/table". */
 #ifndef FM_CORE_DHT_H
 #define FM_CORE_DHT_H
 
@@ -44,6 +48,9 @@
 #define FM_DHT_K 20            /* bucket size, replication, lookup result */
 #define FM_DHT_ALPHA 3         /* lookup requests in flight */
 #define FM_DHT_REPLACEMENTS 10 /* replacement cache per bucket */
+/* Nodes are challenged for a full bucket's replacement cache only while
+ * it holds fewer than this (sessions may fill it further). */
+#define FM_DHT_REPLACEMENTS_CHALLENGE 3
 /* An RPC that got no answer after this long is sent again (same txid, so
  * a late answer to an earlier attempt still counts), up to
  * FM_DHT_RPC_ATTEMPTS times in all, then counts as failed: a dead node is
@@ -105,6 +112,14 @@
 #define FM_DHT_BOOTSTRAP_BATCH 32 /* CHALLENGEs per bootstrap round */
 #define FM_DHT_BOOTSTRAP_BACKOFF_MIN_MS 1000
 #define FM_DHT_BOOTSTRAP_BACKOFF_MAX_MS (5ULL * 60 * 1000)
+/* A joined node re-bootstraps too (from the known addresses not in its
+ * table, with the same backoff) when it has fewer live entries than this,
+ * or after this many lookups in a row that no node answered: a table of a
+ * few dead entries, or an island of nodes that know only each other,
+ * does not stay cut off. Checked this often while all is well. */
+#define FM_DHT_REBOOTSTRAP_LIVE_MIN 4
+#define FM_DHT_REBOOTSTRAP_EMPTY_LOOKUPS 3
+#define FM_DHT_BOOTSTRAP_CHECK_MS 30000
 #define FM_DHT_PERSIST_MS 60000 /* a changed table is saved this often */
 #define FM_DHT_PERSIST_KEY "dht/table"
 /* [1, [[id, addr, flags], ...]]: headers, then per contact a fixarray,

@@ -328,6 +328,7 @@ void fm_node_dht_stats(const fm_node *node, fm_dht_stats *out)
 
 struct find_call {
 	fm_find_cb cb;
+	fm_find_result_cb cb_ex;
 	void *ctx;
 };
 
@@ -335,26 +336,40 @@ static void on_find_done(void *ctx, const fm__dht_result *res)
 {
 	struct find_call *call = ctx;
 
-	call->cb(call->ctx, res->status, res->records, res->record_count,
-	         res->hops);
+	if (call->cb_ex != NULL) {
+		fm_find_result r;
+		memset(&r, 0, sizeof(r));
+		r.status = res->status;
+		r.records = res->records;
+		r.count = res->record_count;
+		r.hops = res->hops;
+		r.messages = res->messages;
+		r.duration_ms = res->duration_ms;
+		call->cb_ex(call->ctx, &r);
+	} else {
+		call->cb(call->ctx, res->status, res->records,
+		         res->record_count, res->hops);
+	}
 	free(call);
 }
 
 static int find_start(fm_node *node, uint64_t now_ms, const char *service,
-                      const uint8_t *id, fm_find_cb cb, void *ctx)
+                      const uint8_t *id, fm_find_cb cb, fm_find_result_cb cb_ex,
+                      void *ctx)
 {
 	struct find_call *call;
 	int rc;
 
 	if (node->dht == NULL)
 		return -ENOTSUP;
-	if (cb == NULL)
+	if (cb == NULL && cb_ex == NULL)
 		return -EINVAL;
 	advance_clock(node, now_ms);
 	call = malloc(sizeof(*call));
 	if (call == NULL)
 		return -ENOMEM;
 	call->cb = cb;
+	call->cb_ex = cb_ex;
 	call->ctx = ctx;
 	rc = service != NULL
 	             ? fm__dht_find_service(node->dht, node->last_now_ms,
@@ -371,7 +386,7 @@ int fm_node_find_service(fm_node *node, uint64_t now_ms, const char *name,
 {
 	if (name == NULL)
 		return -EINVAL;
-	return find_start(node, now_ms, name, NULL, cb, ctx);
+	return find_start(node, now_ms, name, NULL, cb, NULL, ctx);
 }
 
 int fm_node_find_record(fm_node *node, uint64_t now_ms,
@@ -380,7 +395,35 @@ int fm_node_find_record(fm_node *node, uint64_t now_ms,
 {
 	if (id == NULL)
 		return -EINVAL;
-	return find_start(node, now_ms, NULL, id, cb, ctx);
+	return find_start(node, now_ms, NULL, id, cb, NULL, ctx);
+}
+
+int fm_node_find_service_ex(fm_node *node, uint64_t now_ms, const char *name,
+                            fm_find_result_cb cb, void *ctx)
+{
+	if (name == NULL)
+		return -EINVAL;
+	return find_start(node, now_ms, name, NULL, NULL, cb, ctx);
+}
+
+int fm_node_find_record_ex(fm_node *node, uint64_t now_ms,
+                           const uint8_t id[FM_NODE_ID_BYTES],
+                           fm_find_result_cb cb, void *ctx)
+{
+	if (id == NULL)
+		return -EINVAL;
+	return find_start(node, now_ms, NULL, id, NULL, cb, ctx);
+}
+
+int fm_node_dht_bootstrap(fm_node *node, uint64_t now_ms, const fm_addr *addrs,
+                          size_t n)
+{
+	if (node == NULL || (addrs == NULL && n > 0))
+		return -EINVAL;
+	if (node->dht == NULL)
+		return -ENOTSUP;
+	advance_clock(node, now_ms);
+	return fm__dht_bootstrap(node->dht, node->last_now_ms, addrs, n);
 }
 
 int fm_node_dht_restore(fm_node *node, uint64_t now_ms, const uint8_t *buf,
