@@ -21,25 +21,6 @@ FIND_WITHIN_S=30
 TABLE_MIN=6
 PROVIDERS_MIN=2
 
-F() {
-	f_state=$1
-	shift
-	"$FEDMESH" --state-dir "$f_state" "$@"
-}
-
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.2 s.
-wait_until() {
-	tries=$(($1 * 5))
-	shift
-	n=0
-	while ! "$@"; do
-		n=$((n + 1))
-		[ "$n" -ge "$tries" ] && return 1
-		sleep 0.2
-	done
-	return 0
-}
-
 # num FIELD: the first integer value of "FIELD": N in JSON on stdin.
 num() {
 	v=$(grep -o "\"$1\": *[0-9]*" | head -n1 | sed 's/.*: *//')

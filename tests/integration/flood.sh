@@ -20,24 +20,6 @@ JOBS=200
 JOB_CLIENTS=4
 JOBS_WITHIN_S=60
 
-F() {
-	f_state=$1
-	shift
-	"$FEDMESH" --state-dir "$f_state" "$@"
-}
-
-wait_until() {
-	tries=$(($1 * 5))
-	shift
-	n=0
-	while ! "$@"; do
-		n=$((n + 1))
-		[ "$n" -ge "$tries" ] && return 1
-		sleep 0.2
-	done
-	return 0
-}
-
 start_daemon a --no-mdns --no-beacon || { not_ok "A starts"; tap_done; exit 1; }
 A_PID=$PID A_STATE=$STATE A_API=$API A_TOKEN=$TOKEN
 start_daemon b --no-mdns --no-beacon --join "$(F "$A_STATE" invite)" ||

@@ -16,25 +16,6 @@ JOBS_WITHIN_S=60
 SPREAD_JOBS=300
 SPREAD_PARALLEL=30
 
-F() {
-	f_state=$1
-	shift
-	"$FEDMESH" --state-dir "$f_state" "$@"
-}
-
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.2 s.
-wait_until() {
-	tries=$(($1 * 5))
-	shift
-	n=0
-	while ! "$@"; do
-		n=$((n + 1))
-		[ "$n" -ge "$tries" ] && return 1
-		sleep 0.2
-	done
-	return 0
-}
-
 # Fields of a compact JSON job object (one line, as the API answers).
 jfield() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p" | head -n1; }
 

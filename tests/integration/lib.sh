@@ -124,6 +124,27 @@ stop_daemon() {
 	return 0
 }
 
+# wait_until SECONDS COMMAND...: polls COMMAND every 0.2 s; fails when it
+# has not succeeded within SECONDS.
+wait_until() {
+	tries=$(($1 * 5))
+	shift
+	n=0
+	while ! "$@"; do
+		n=$((n + 1))
+		[ "$n" -ge "$tries" ] && return 1
+		sleep 0.2
+	done
+	return 0
+}
+
+# F STATE_DIR ARGS...: the CLI against the daemon whose state is STATE_DIR.
+F() {
+	f_state=$1
+	shift
+	"$FEDMESH" --state-dir "$f_state" "$@"
+}
+
 # http [CURL ARGS...] PATH: curl against the API with a 5 s limit; prints
 # the body and then the status code on the last line.
 http() {

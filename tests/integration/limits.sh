@@ -12,25 +12,6 @@ set -u
 
 : "${FEDMESH_FLOOD:?FEDMESH_FLOOD must point at tests/tools/fedmesh-flood}"
 
-F() {
-	f_state=$1
-	shift
-	"$FEDMESH" --state-dir "$f_state" "$@"
-}
-
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.2 s.
-wait_until() {
-	tries=$(($1 * 5))
-	shift
-	n=0
-	while ! "$@"; do
-		n=$((n + 1))
-		[ "$n" -ge "$tries" ] && return 1
-		sleep 0.2
-	done
-	return 0
-}
-
 post() {
 	curl -s -m 10 -w '\n%{http_code}' -H "Authorization: Bearer $2" \
 		-X POST "http://$1/v1/jobs" -d "$3"

@@ -12,20 +12,6 @@ set -u
 # Seconds within which two daemons on loopback must have found each other.
 CONNECT_WITHIN_S=10
 
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.2 s; fails when it
-# has not succeeded within SECONDS.
-wait_until() {
-	tries=$(($1 * 5))
-	shift
-	n=0
-	while ! "$@"; do
-		n=$((n + 1))
-		[ "$n" -ge "$tries" ] && return 1
-		sleep 0.2
-	done
-	return 0
-}
-
 # peer_field NODE_ID FIELD: reads `fedmesh peers --json` on stdin and
 # prints FIELD of the peer NODE_ID (strings unquoted, null as null). The
 # CLI indents by two, so a peer's own fields are the lines at four spaces.
