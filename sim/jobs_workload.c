@@ -88,74 +88,6 @@ void fms_jobs_params_default(struct fms_jobs_params *p)
 	p->failover_node = NIL;
 }
 
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && err_len > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, err_len, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
-static int parse_u64(const char *text, uint64_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	if (text == NULL || *text == '\0' || *text == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(text, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_u32(const char *text, uint32_t max, uint32_t *out)
-{
-	uint64_t v;
-
-	if (parse_u64(text, &v) != 0 || v > max)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-static int parse_double(const char *text, double lo, double hi, double *out)
-{
-	char *end = NULL;
-	double v;
-
-	if (text == NULL || *text == '\0')
-		return -EINVAL;
-	errno = 0;
-	v = strtod(text, &end);
-	if (errno != 0 || *end != '\0' || !(v >= lo && v <= hi))
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
-static int parse_bool(const char *text, int *out)
-{
-	if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 ||
-	    strcmp(text, "1") == 0 || strcmp(text, "on") == 0)
-		*out = 1;
-	else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 ||
-	         strcmp(text, "0") == 0 || strcmp(text, "off") == 0)
-		*out = 0;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* A duration in milliseconds, fractions kept: "0.5ms", "20ms", "1.5s". */
 static int parse_ms(const char *text, double *out)
 {
@@ -188,7 +120,7 @@ static int parse_node(const char *text, uint32_t *out)
 		*out = NIL;
 		return 0;
 	}
-	return parse_u32(text, FMS_NODES_MAX - 1, out);
+	return fms_parse_u32(text, FMS_NODES_MAX - 1, out);
 }
 
 /* "4", or weighted choices "1:30 2:40 4:30". */
@@ -210,10 +142,10 @@ static int parse_slots(struct fms_jobs_params *p, const char *value)
 			return -EINVAL;
 		if (colon != NULL) {
 			*colon = '\0';
-			if (parse_double(colon + 1, 0, 1e9, &w) != 0)
+			if (fms_parse_double(colon + 1, 0, 1e9, &w) != 0)
 				return -EINVAL;
 		}
-		if (parse_u32(tok, 65536, &s) != 0 || s == 0)
+		if (fms_parse_u32(tok, 65536, &s) != 0 || s == 0)
 			return -EINVAL;
 		p->slots[n] = s;
 		p->slots_weight[n] = w;
@@ -253,39 +185,31 @@ int fms_jobs_params_set(struct fms_jobs_params *p, const char *section,
 	int rc = 0;
 
 	if (IS("jobs", "enabled")) {
-		rc = parse_bool(value, &p->enabled);
+		rc = fms_parse_bool(value, &p->enabled);
 	} else if (IS("jobs", "strategy")) {
 		if (parse_strategy(value, &p->strategy) != 0)
-			return fail(
+			return fms_fail(
 			        err, err_len,
 			        "[jobs] strategy: '%s' is not one of %s all",
 			        value, fms_strategy_names());
 	} else if (IS("jobs", "submitters")) {
-		rc = parse_u32(value, FMS_NODES_MAX, &p->submitters);
+		rc = fms_parse_u32(value, FMS_NODES_MAX, &p->submitters);
 		if (rc == 0 && p->submitters == 0)
 			rc = -EINVAL;
 	} else if (IS("jobs", "submitters_serve")) {
-		rc = parse_bool(value, &p->submitters_serve);
+		rc = fms_parse_bool(value, &p->submitters_serve);
 	} else if (IS("jobs", "connect_submitters")) {
-		rc = parse_bool(value, &p->connect_submitters);
+		rc = fms_parse_bool(value, &p->connect_submitters);
 	} else if (IS("jobs", "rate")) {
-		rc = parse_double(value, 1e-6, 1e7, &p->rate);
+		rc = fms_parse_double(value, 1e-6, 1e7, &p->rate);
 	} else if (IS("jobs", "start")) {
 		rc = fms_parse_duration_ms(value, &p->start_ms);
 	} else if (IS("jobs", "stop")) {
 		rc = fms_parse_duration_ms(value, &p->stop_ms);
 	} else if (IS("jobs", "max_jobs")) {
-		rc = parse_u64(value, &p->max_jobs);
+		rc = fms_parse_u64(value, &p->max_jobs);
 	} else if (IS("jobs", "service")) {
-		size_t i, n = strlen(value);
-		if (n == 0 || n > FM_SERVICE_NAME_MAX)
-			rc = -EINVAL;
-		for (i = 0; rc == 0 && i < n; i++)
-			if (!((value[i] >= 'a' && value[i] <= 'z') ||
-			      (value[i] >= '0' && value[i] <= '9') ||
-			      value[i] == '_' || value[i] == '.' ||
-			      value[i] == '-'))
-				rc = -EINVAL;
+		rc = fms_service_name_check(value);
 		if (rc == 0)
 			snprintf(p->service, sizeof(p->service), "%s", value);
 	} else if (IS("jobs", "service_time")) {
@@ -306,19 +230,19 @@ int fms_jobs_params_set(struct fms_jobs_params *p, const char *section,
 		if (rc == 0)
 			p->service_mean_ms = d;
 	} else if (IS("jobs", "service_shape")) {
-		rc = parse_double(value, 0.01, 100, &p->service_shape);
+		rc = fms_parse_double(value, 0.01, 100, &p->service_shape);
 	} else if (IS("jobs", "slots")) {
 		rc = parse_slots(p, value);
 	} else if (IS("jobs", "speed_sigma")) {
-		rc = parse_double(value, 0, 5, &p->speed_sigma);
+		rc = fms_parse_double(value, 0, 5, &p->speed_sigma);
 	} else if (IS("jobs", "fail")) {
-		rc = parse_double(value, 0, 1, &p->fail);
+		rc = fms_parse_double(value, 0, 1, &p->fail);
 	} else if (IS("jobs", "queue_max")) {
-		rc = parse_u32(value, UINT32_MAX, &p->queue_max);
+		rc = fms_parse_u32(value, UINT32_MAX, &p->queue_max);
 	} else if (IS("jobs", "slow_node")) {
 		rc = parse_node(value, &p->slow_node);
 	} else if (IS("jobs", "slow_factor")) {
-		rc = parse_double(value, 0.001, 1e6, &p->slow_factor);
+		rc = fms_parse_double(value, 0.001, 1e6, &p->slow_factor);
 	} else if (IS("jobs", "slow_from")) {
 		rc = fms_parse_duration_ms(value, &p->slow_from_ms);
 	} else if (IS("jobs", "slow_to")) {
@@ -326,19 +250,19 @@ int fms_jobs_params_set(struct fms_jobs_params *p, const char *section,
 	} else if (IS("jobs", "flaky_node")) {
 		rc = parse_node(value, &p->flaky_node);
 	} else if (IS("jobs", "flaky_fail")) {
-		rc = parse_double(value, 0, 1, &p->flaky_fail);
+		rc = fms_parse_double(value, 0, 1, &p->flaky_fail);
 	} else if (IS("jobs", "timeout")) {
 		rc = fms_parse_duration_ms(value, &p->timeout_ms);
 		if (rc == 0 && p->timeout_ms > 24ULL * 3600 * 1000)
 			rc = -EINVAL;
 	} else if (IS("jobs", "input_bytes")) {
-		rc = parse_u32(value, INPUT_MAX, &p->input_bytes);
+		rc = fms_parse_u32(value, INPUT_MAX, &p->input_bytes);
 	} else if (IS("jobs", "output_bytes")) {
-		rc = parse_u32(value, OUTPUT_MAX, &p->output_bytes);
+		rc = fms_parse_u32(value, OUTPUT_MAX, &p->output_bytes);
 	} else if (IS("jobs", "idempotent")) {
-		rc = parse_bool(value, &p->idempotent);
+		rc = fms_parse_bool(value, &p->idempotent);
 	} else if (IS("failover", "enabled")) {
-		rc = parse_bool(value, &p->failover);
+		rc = fms_parse_bool(value, &p->failover);
 	} else if (IS("failover", "node")) {
 		rc = parse_node(value, &p->failover_node);
 	} else if (IS("failover", "at")) {
@@ -351,11 +275,12 @@ int fms_jobs_params_set(struct fms_jobs_params *p, const char *section,
 		else
 			rc = -EINVAL;
 	} else {
-		return fail(err, err_len, "unknown key [%s] %s", section, key);
+		return fms_fail(err, err_len, "unknown key [%s] %s", section,
+		                key);
 	}
 	if (rc != 0)
-		return fail(err, err_len, "[%s] %s: invalid value '%s'",
-		            section, key, value);
+		return fms_fail(err, err_len, "[%s] %s: invalid value '%s'",
+		                section, key, value);
 	return 0;
 }
 
@@ -363,58 +288,62 @@ int fms_jobs_params_check(const struct fms_jobs_params *p, uint32_t nodes,
                           uint64_t duration_ms, char *err, size_t err_len)
 {
 	if (p->failover && !p->enabled)
-		return fail(err, err_len, "failover: needs [jobs] enabled");
+		return fms_fail(err, err_len, "failover: needs [jobs] enabled");
 	if (!p->enabled && p->strategy != FMS_STRAT_P2C)
-		return fail(err, err_len,
-		            "jobs: a strategy was chosen but the scenario has "
-		            "no jobs ([jobs] enabled = false)");
+		return fms_fail(
+		        err, err_len,
+		        "jobs: a strategy was chosen but the scenario has "
+		        "no jobs ([jobs] enabled = false)");
 	if (!p->enabled)
 		return 0;
 #ifndef FM_JOB_ROUTE_COUNT
 	if (p->strategy != FMS_STRAT_P2C)
-		return fail(err, err_len,
-		            "jobs: strategy %s needs a core whose "
-		            "fm_node_config has job_strategy; this one routes "
-		            "with p2c only",
-		            fms_strategy_name(p->strategy));
+		return fms_fail(
+		        err, err_len,
+		        "jobs: strategy %s needs a core whose "
+		        "fm_node_config has job_strategy; this one routes "
+		        "with p2c only",
+		        fms_strategy_name(p->strategy));
 #endif
 	if (p->submitters >= nodes && !p->submitters_serve)
-		return fail(
+		return fms_fail(
 		        err, err_len,
 		        "jobs: %u submitters leave no worker among %u nodes",
 		        p->submitters, nodes);
 	if (p->submitters > nodes)
-		return fail(err, err_len, "jobs: more submitters than nodes");
+		return fms_fail(err, err_len,
+		                "jobs: more submitters than nodes");
 	if (p->connect_submitters && p->submitters > FMS_BOOT_MAX)
-		return fail(err, err_len,
-		            "jobs: connect_submitters allows at most %d "
-		            "submitters",
-		            FMS_BOOT_MAX);
+		return fms_fail(err, err_len,
+		                "jobs: connect_submitters allows at most %d "
+		                "submitters",
+		                FMS_BOOT_MAX);
 	if (p->start_ms >= duration_ms)
-		return fail(err, err_len, "jobs: start is after the end");
+		return fms_fail(err, err_len, "jobs: start is after the end");
 	if (p->stop_ms != 0 && p->stop_ms <= p->start_ms)
-		return fail(err, err_len, "jobs: stop must follow start");
+		return fms_fail(err, err_len, "jobs: stop must follow start");
 	if (p->slow_node != NIL && p->slow_node >= nodes)
-		return fail(err, err_len, "jobs: slow_node %u >= nodes",
-		            p->slow_node);
+		return fms_fail(err, err_len, "jobs: slow_node %u >= nodes",
+		                p->slow_node);
 	if (p->slow_to_ms != 0 && p->slow_to_ms <= p->slow_from_ms)
-		return fail(err, err_len,
-		            "jobs: slow_to must follow slow_from");
+		return fms_fail(err, err_len,
+		                "jobs: slow_to must follow slow_from");
 	if (p->flaky_node != NIL && p->flaky_node >= nodes)
-		return fail(err, err_len, "jobs: flaky_node %u >= nodes",
-		            p->flaky_node);
+		return fms_fail(err, err_len, "jobs: flaky_node %u >= nodes",
+		                p->flaky_node);
 	if (p->input_bytes < 24)
-		return fail(err, err_len, "jobs: input_bytes below 24");
+		return fms_fail(err, err_len, "jobs: input_bytes below 24");
 	if (p->failover) {
 		if (p->failover_node == NIL || p->failover_node >= nodes ||
 		    p->failover_node < p->submitters)
-			return fail(
+			return fms_fail(
 			        err, err_len,
 			        "failover: node must be a worker (%u to %u)",
 			        p->submitters, nodes - 1);
 		if (p->failover_at_ms == 0 || p->failover_at_ms >= duration_ms)
-			return fail(err, err_len,
-			            "failover: at must fall within the run");
+			return fms_fail(
+			        err, err_len,
+			        "failover: at must fall within the run");
 	}
 	return 0;
 }

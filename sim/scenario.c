@@ -13,10 +13,7 @@
 /* z such that P(N(0,1) < z) = 0.8. */
 #define Z80 0.8416212335729143
 
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t err_len, const char *fmt, ...)
+int fms_fail(char *err, size_t err_len, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -100,7 +97,7 @@ int fms_parse_duration_ms(const char *text, uint64_t *out)
 	return 0;
 }
 
-static int parse_u64(const char *text, uint64_t *out)
+int fms_parse_u64(const char *text, uint64_t *out)
 {
 	char *end = NULL;
 	unsigned long long v;
@@ -115,17 +112,17 @@ static int parse_u64(const char *text, uint64_t *out)
 	return 0;
 }
 
-static int parse_u32(const char *text, uint32_t max, uint32_t *out)
+int fms_parse_u32(const char *text, uint32_t max, uint32_t *out)
 {
 	uint64_t v;
 
-	if (parse_u64(text, &v) != 0 || v > max)
+	if (fms_parse_u64(text, &v) != 0 || v > max)
 		return -EINVAL;
 	*out = (uint32_t)v;
 	return 0;
 }
 
-static int parse_double(const char *text, double lo, double hi, double *out)
+int fms_parse_double(const char *text, double lo, double hi, double *out)
 {
 	char *end = NULL;
 	double v;
@@ -140,7 +137,7 @@ static int parse_double(const char *text, double lo, double hi, double *out)
 	return 0;
 }
 
-static int parse_bool(const char *text, int *out)
+int fms_parse_bool(const char *text, int *out)
 {
 	if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 ||
 	    strcmp(text, "1") == 0 || strcmp(text, "on") == 0)
@@ -150,6 +147,20 @@ static int parse_bool(const char *text, int *out)
 		*out = 0;
 	else
 		return -EINVAL;
+	return 0;
+}
+
+int fms_service_name_check(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	if (len == 0 || len > FMS_SERVICE_NAME_MAX)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		      (name[i] >= '0' && name[i] <= '9') || name[i] == '_' ||
+		      name[i] == '.' || name[i] == '-'))
+			return -EINVAL;
 	return 0;
 }
 
@@ -163,7 +174,7 @@ static int parse_regions(struct fms_scenario *sc, const char *value, char *err,
 	int any = 0;
 
 	if (strlen(value) >= sizeof(buf))
-		return fail(err, err_len, "regions: list too long");
+		return fms_fail(err, err_len, "regions: list too long");
 	snprintf(buf, sizeof(buf), "%s", value);
 	for (tok = strtok_r(buf, " ,\t", &save); tok != NULL;
 	     tok = strtok_r(NULL, " ,\t", &save)) {
@@ -172,21 +183,22 @@ static int parse_regions(struct fms_scenario *sc, const char *value, char *err,
 		int r;
 		if (colon != NULL) {
 			*colon = '\0';
-			if (parse_double(colon + 1, 0, 1e9, &weight) != 0)
-				return fail(err, err_len,
-				            "regions: bad weight for '%s'",
-				            tok);
+			if (fms_parse_double(colon + 1, 0, 1e9, &weight) != 0)
+				return fms_fail(err, err_len,
+				                "regions: bad weight for '%s'",
+				                tok);
 		}
 		r = fms_net_region_find(&sc->net, tok);
 		if (r < 0)
-			return fail(err, err_len,
-			            "regions: unknown region '%s'", tok);
+			return fms_fail(err, err_len,
+			                "regions: unknown region '%s'", tok);
 		w[r] = weight;
 		if (weight > 0)
 			any = 1;
 	}
 	if (!any)
-		return fail(err, err_len, "regions: no region with a weight");
+		return fms_fail(err, err_len,
+		                "regions: no region with a weight");
 	memcpy(sc->region_weight, w, sizeof(w));
 	return 0;
 }
@@ -197,15 +209,15 @@ static int parse_side_a(struct fms_scenario *sc, const char *value, char *err,
 	char buf[512], *save = NULL, *tok;
 
 	if (strlen(value) >= sizeof(buf))
-		return fail(err, err_len, "side_a: list too long");
+		return fms_fail(err, err_len, "side_a: list too long");
 	snprintf(buf, sizeof(buf), "%s", value);
 	memset(sc->side_a, 0, sizeof(sc->side_a));
 	for (tok = strtok_r(buf, " ,\t", &save); tok != NULL;
 	     tok = strtok_r(NULL, " ,\t", &save)) {
 		int r = fms_net_region_find(&sc->net, tok);
 		if (r < 0)
-			return fail(err, err_len, "side_a: unknown region '%s'",
-			            tok);
+			return fms_fail(err, err_len,
+			                "side_a: unknown region '%s'", tok);
 		sc->side_a[r] = 1;
 	}
 	return 0;
@@ -220,18 +232,19 @@ static int parse_rtt(struct fms_scenario *sc, const char *key,
 	int ra, rb;
 
 	if (strlen(key) >= sizeof(a) * 2)
-		return fail(err, err_len, "rtt: bad key '%s'", key);
+		return fms_fail(err, err_len, "rtt: bad key '%s'", key);
 	slash = strchr(key, '/');
 	if (slash == NULL || (size_t)(slash - key) >= sizeof(a))
-		return fail(err, err_len, "rtt: key must be REGION/REGION");
+		return fms_fail(err, err_len, "rtt: key must be REGION/REGION");
 	memcpy(a, key, (size_t)(slash - key));
 	a[slash - key] = '\0';
 	ra = fms_net_region_find(&sc->net, a);
 	rb = fms_net_region_find(&sc->net, slash + 1);
 	if (ra < 0 || rb < 0)
-		return fail(err, err_len, "rtt: unknown region in '%s'", key);
-	if (parse_double(value, 0, 60000, &ms) != 0)
-		return fail(err, err_len, "rtt: bad value for '%s'", key);
+		return fms_fail(err, err_len, "rtt: unknown region in '%s'",
+		                key);
+	if (fms_parse_double(value, 0, 60000, &ms) != 0)
+		return fms_fail(err, err_len, "rtt: bad value for '%s'", key);
 	sc->net.rtt_ms[ra][rb] = ms;
 	sc->net.rtt_ms[rb][ra] = ms;
 	return 0;
@@ -253,41 +266,42 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 
 	if (IS("scenario", "name")) {
 		if (strlen(value) > FMS_SCENARIO_NAME_MAX || *value == '\0')
-			return fail(err, err_len, "name: 1 to %d characters",
-			            FMS_SCENARIO_NAME_MAX);
+			return fms_fail(err, err_len,
+			                "name: 1 to %d characters",
+			                FMS_SCENARIO_NAME_MAX);
 		snprintf(sc->name, sizeof(sc->name), "%s", value);
 	} else if (IS("scenario", "description")) {
 		snprintf(sc->description, sizeof(sc->description), "%s", value);
 	} else if (IS("scenario", "nodes")) {
-		rc = parse_u32(value, FMS_NODES_MAX, &sc->nodes);
+		rc = fms_parse_u32(value, FMS_NODES_MAX, &sc->nodes);
 		if (rc == 0 && sc->nodes == 0)
 			rc = -EINVAL;
 	} else if (IS("scenario", "seed")) {
-		rc = parse_u64(value, &sc->seed);
+		rc = fms_parse_u64(value, &sc->seed);
 	} else if (IS("scenario", "duration")) {
 		rc = set_duration(&sc->duration_ms, value);
 	} else if (IS("network", "regions")) {
 		return parse_regions(sc, value, err, err_len);
 	} else if (IS("network", "jitter_ms")) {
-		rc = parse_double(value, 0, 10000, &sc->net.jitter_ms);
+		rc = fms_parse_double(value, 0, 10000, &sc->net.jitter_ms);
 	} else if (IS("network", "intra_region_ms")) {
 		double ms_d;
 		uint32_t i;
-		rc = parse_double(value, 0, 10000, &ms_d);
+		rc = fms_parse_double(value, 0, 10000, &ms_d);
 		for (i = 0; rc == 0 && i < sc->net.region_count; i++)
 			sc->net.rtt_ms[i][i] = ms_d;
 	} else if (IS("network", "loss")) {
-		rc = parse_double(value, 0, 1, &sc->net.loss);
+		rc = fms_parse_double(value, 0, 1, &sc->net.loss);
 	} else if (IS("network", "duplicate")) {
-		rc = parse_double(value, 0, 1, &sc->net.duplicate);
+		rc = fms_parse_double(value, 0, 1, &sc->net.duplicate);
 	} else if (IS("network", "reorder")) {
-		rc = parse_double(value, 0, 1, &sc->net.reorder);
+		rc = fms_parse_double(value, 0, 1, &sc->net.reorder);
 	} else if (IS("network", "reorder_ms")) {
-		rc = parse_double(value, 0, 60000, &sc->net.reorder_ms);
+		rc = fms_parse_double(value, 0, 60000, &sc->net.reorder_ms);
 	} else if (IS("network", "bandwidth_kbps")) {
-		rc = parse_u32(value, UINT32_MAX, &sc->net.bandwidth_kbps);
+		rc = fms_parse_u32(value, UINT32_MAX, &sc->net.bandwidth_kbps);
 	} else if (IS("network", "syn_retries")) {
-		rc = parse_u32(value, 16, &sc->net.syn_retries);
+		rc = fms_parse_u32(value, 16, &sc->net.syn_retries);
 	} else if (IS("network", "syn_rto")) {
 		rc = set_duration(&ms, value);
 		sc->net.syn_rto_us = ms * 1000;
@@ -300,9 +314,9 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 	} else if (strcmp(section, "rtt") == 0) {
 		return parse_rtt(sc, key, value, err, err_len);
 	} else if (IS("bootstrap", "contacts_min")) {
-		rc = parse_u32(value, FMS_BOOT_MAX, &sc->contacts_min);
+		rc = fms_parse_u32(value, FMS_BOOT_MAX, &sc->contacts_min);
 	} else if (IS("bootstrap", "contacts_max")) {
-		rc = parse_u32(value, FMS_BOOT_MAX, &sc->contacts_max);
+		rc = fms_parse_u32(value, FMS_BOOT_MAX, &sc->contacts_max);
 	} else if (IS("bootstrap", "join_spread")) {
 		rc = set_duration(&sc->join_spread_ms, value);
 	} else if (IS("bootstrap", "mode")) {
@@ -313,45 +327,37 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 		else
 			rc = -EINVAL;
 	} else if (IS("bootstrap", "fixed")) {
-		rc = parse_u32(value, FMS_NODES_MAX, &sc->boot_fixed);
+		rc = fms_parse_u32(value, FMS_NODES_MAX, &sc->boot_fixed);
 	} else if (IS("dht", "enabled")) {
-		rc = parse_bool(value, &sc->dht);
+		rc = fms_parse_bool(value, &sc->dht);
 	} else if (IS("dht", "subnet_max")) {
-		rc = parse_u32(value, 255, &sc->subnet_max);
+		rc = fms_parse_u32(value, 255, &sc->subnet_max);
 	} else if (IS("dht", "join_refresh")) {
-		rc = parse_bool(value, &sc->join_refresh);
+		rc = fms_parse_bool(value, &sc->join_refresh);
 	} else if (IS("dht", "verify_cache")) {
-		rc = parse_bool(value, &sc->verify_cache);
+		rc = fms_parse_bool(value, &sc->verify_cache);
 	} else if (IS("services", "fraction")) {
-		rc = parse_double(value, 0, 1, &sc->service_fraction);
+		rc = fms_parse_double(value, 0, 1, &sc->service_fraction);
 	} else if (IS("services", "name")) {
-		size_t i, len = strlen(value);
-		if (len == 0 || len > FMS_SERVICE_NAME_MAX)
-			rc = -EINVAL;
-		for (i = 0; rc == 0 && i < len; i++)
-			if (!((value[i] >= 'a' && value[i] <= 'z') ||
-			      (value[i] >= '0' && value[i] <= '9') ||
-			      value[i] == '_' || value[i] == '.' ||
-			      value[i] == '-'))
-				rc = -EINVAL;
+		rc = fms_service_name_check(value);
 		if (rc == 0)
 			snprintf(sc->service, sizeof(sc->service), "%s", value);
 	} else if (IS("lookups", "rate")) {
-		rc = parse_double(value, 0, 1e6, &sc->lookup_rate);
+		rc = fms_parse_double(value, 0, 1e6, &sc->lookup_rate);
 	} else if (IS("lookups", "provider_rate")) {
-		rc = parse_double(value, 0, 1e6, &sc->provider_rate);
+		rc = fms_parse_double(value, 0, 1e6, &sc->provider_rate);
 	} else if (IS("lookups", "start")) {
 		rc = set_duration(&sc->lookup_start_ms, value);
 	} else if (IS("lookups", "count")) {
-		rc = parse_u64(value, &sc->lookup_count);
+		rc = fms_parse_u64(value, &sc->lookup_count);
 	} else if (IS("lookups", "target_min_age")) {
 		rc = set_duration(&sc->target_min_age_ms, value);
 	} else if (IS("lookups", "stop_when_done")) {
-		rc = parse_bool(value, &sc->stop_when_done);
+		rc = fms_parse_bool(value, &sc->stop_when_done);
 	} else if (IS("sybil", "sybils")) {
-		rc = parse_u32(value, FMS_SYBILS_MAX, &sc->sybils);
+		rc = fms_parse_u32(value, FMS_SYBILS_MAX, &sc->sybils);
 	} else if (IS("sybil", "prefix_bits")) {
-		rc = parse_u32(value, 24, &sc->sybil_prefix_bits);
+		rc = fms_parse_u32(value, 24, &sc->sybil_prefix_bits);
 	} else if (IS("sybil", "target")) {
 		if (strcmp(value, "node") == 0)
 			sc->sybil_target = FMS_SYBIL_NODE;
@@ -360,21 +366,21 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 		else
 			rc = -EINVAL;
 	} else if (IS("sybil", "liars")) {
-		rc = parse_u32(value, FMS_SYBILS_MAX, &sc->liars);
+		rc = fms_parse_u32(value, FMS_SYBILS_MAX, &sc->liars);
 	} else if (IS("sybil", "victim_share")) {
-		rc = parse_double(value, 0, 1, &sc->victim_share);
+		rc = fms_parse_double(value, 0, 1, &sc->victim_share);
 	} else if (IS("sybil", "interval")) {
 		rc = set_duration(&sc->adversary_interval_ms, value);
 	} else if (IS("lan", "enabled")) {
-		rc = parse_bool(value, &sc->lan);
+		rc = fms_parse_bool(value, &sc->lan);
 	} else if (IS("lan", "segment_size")) {
-		rc = parse_u32(value, 1000, &sc->lan_segment_size);
+		rc = fms_parse_u32(value, 1000, &sc->lan_segment_size);
 		if (rc == 0 && sc->lan_segment_size < 2)
 			rc = -EINVAL;
 	} else if (IS("lan", "delay_ms")) {
-		rc = parse_double(value, 0, 1000, &sc->lan_delay_ms);
+		rc = fms_parse_double(value, 0, 1000, &sc->lan_delay_ms);
 	} else if (IS("partition", "enabled")) {
-		rc = parse_bool(value, &sc->partition);
+		rc = fms_parse_bool(value, &sc->partition);
 	} else if (IS("partition", "split_at")) {
 		rc = set_duration(&sc->split_at_ms, value);
 	} else if (IS("partition", "heal_at")) {
@@ -391,11 +397,11 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 	} else if (IS("partition", "side_a")) {
 		return parse_side_a(sc, value, err, err_len);
 	} else if (IS("partition", "isolate")) {
-		rc = parse_u32(value, FMS_NODES_MAX, &sc->isolate);
+		rc = fms_parse_u32(value, FMS_NODES_MAX, &sc->isolate);
 	} else if (IS("partition", "check_interval")) {
 		rc = set_duration(&sc->check_ms, value);
 	} else if (IS("churn", "enabled")) {
-		rc = parse_bool(value, &sc->churn);
+		rc = fms_parse_bool(value, &sc->churn);
 	} else if (IS("churn", "session")) {
 		if (strcmp(value, "lognormal") == 0)
 			sc->session_dist = FMS_DIST_LOGNORMAL;
@@ -412,9 +418,9 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 	} else if (IS("churn", "offline_mean")) {
 		rc = set_duration(&sc->offline_mean_ms, value);
 	} else if (IS("churn", "graceful")) {
-		rc = parse_double(value, 0, 1, &sc->graceful);
+		rc = fms_parse_double(value, 0, 1, &sc->graceful);
 	} else if (IS("crash", "enabled")) {
-		rc = parse_bool(value, &sc->crash);
+		rc = fms_parse_bool(value, &sc->crash);
 	} else if (IS("crash", "mtbf")) {
 		rc = set_duration(&sc->mtbf_ms, value);
 	} else if (IS("crash", "restart_min")) {
@@ -422,14 +428,14 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 	} else if (IS("crash", "restart_max")) {
 		rc = set_duration(&sc->restart_max_ms, value);
 	} else if (IS("garbage", "fraction")) {
-		rc = parse_double(value, 0, 0.9, &sc->garbage_fraction);
+		rc = fms_parse_double(value, 0, 0.9, &sc->garbage_fraction);
 	} else if (IS("garbage", "interval")) {
 		rc = set_duration(&sc->garbage_interval_ms, value);
 	} else if (IS("garbage", "datagram_share")) {
-		rc = parse_double(value, 0, 1, &sc->garbage_datagram_share);
+		rc = fms_parse_double(value, 0, 1, &sc->garbage_datagram_share);
 	} else if (IS("garbage", "max_bytes")) {
-		rc = parse_u32(value, FMS_GARBAGE_BYTES_MAX,
-		               &sc->garbage_max_bytes);
+		rc = fms_parse_u32(value, FMS_GARBAGE_BYTES_MAX,
+		                   &sc->garbage_max_bytes);
 		if (rc == 0 && sc->garbage_max_bytes == 0)
 			rc = -EINVAL;
 	} else if (IS("output", "sample_interval")) {
@@ -439,11 +445,12 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 		return fms_jobs_params_set(&sc->jobs, section, key, value, err,
 		                           err_len);
 	} else {
-		return fail(err, err_len, "unknown key [%s] %s", section, key);
+		return fms_fail(err, err_len, "unknown key [%s] %s", section,
+		                key);
 	}
 	if (rc != 0)
-		return fail(err, err_len, "[%s] %s: invalid value '%s'",
-		            section, key, value);
+		return fms_fail(err, err_len, "[%s] %s: invalid value '%s'",
+		                section, key, value);
 	return 0;
 }
 
@@ -497,50 +504,53 @@ int fms_scenario_load(struct fms_scenario *sc, const char *path, char *err,
 int fms_scenario_check(const struct fms_scenario *sc, char *err, size_t err_len)
 {
 	if (sc->nodes == 0 || sc->nodes > FMS_NODES_MAX)
-		return fail(err, err_len, "nodes must be 1 to %u",
-		            FMS_NODES_MAX);
+		return fms_fail(err, err_len, "nodes must be 1 to %u",
+		                FMS_NODES_MAX);
 	if (sc->duration_ms == 0)
-		return fail(err, err_len, "duration must be positive");
+		return fms_fail(err, err_len, "duration must be positive");
 	if (sc->contacts_min > sc->contacts_max)
-		return fail(err, err_len,
-		            "bootstrap: contacts_min > contacts_max");
+		return fms_fail(err, err_len,
+		                "bootstrap: contacts_min > contacts_max");
 	if (sc->sample_ms == 0)
-		return fail(err, err_len, "output: sample_interval is 0");
+		return fms_fail(err, err_len, "output: sample_interval is 0");
 	if (sc->partition) {
 		if (sc->heal_at_ms != 0 && sc->heal_at_ms <= sc->split_at_ms)
-			return fail(err, err_len,
-			            "partition: heal_at must follow split_at");
+			return fms_fail(
+			        err, err_len,
+			        "partition: heal_at must follow split_at");
 		if (sc->check_ms == 0)
-			return fail(err, err_len,
-			            "partition: check_interval is 0");
+			return fms_fail(err, err_len,
+			                "partition: check_interval is 0");
 	}
 	if (sc->churn && (sc->session_median_ms == 0 ||
 	                  sc->session_p80_ms <= sc->session_median_ms))
-		return fail(err, err_len,
-		            "churn: need 0 < session_median < session_p80");
+		return fms_fail(err, err_len,
+		                "churn: need 0 < session_median < session_p80");
 	if (sc->churn && sc->offline_mean_ms == 0)
-		return fail(err, err_len, "churn: offline_mean is 0");
+		return fms_fail(err, err_len, "churn: offline_mean is 0");
 	if (sc->crash &&
 	    (sc->mtbf_ms == 0 || sc->restart_max_ms < sc->restart_min_ms))
-		return fail(err, err_len,
-		            "crash: need mtbf > 0, restart_min <= restart_max");
+		return fms_fail(
+		        err, err_len,
+		        "crash: need mtbf > 0, restart_min <= restart_max");
 	if (sc->garbage_fraction > 0 && sc->garbage_interval_ms == 0)
-		return fail(err, err_len, "garbage: interval is 0");
+		return fms_fail(err, err_len, "garbage: interval is 0");
 	if ((sc->lookup_rate > 0 || sc->provider_rate > 0 || sc->sybils > 0 ||
 	     sc->liars > 0) &&
 	    !sc->dht)
-		return fail(err, err_len,
-		            "lookups and adversaries need [dht] enabled");
+		return fms_fail(err, err_len,
+		                "lookups and adversaries need [dht] enabled");
 	if (sc->boot_mode == FMS_BOOT_DHT && !sc->dht)
-		return fail(err, err_len,
-		            "bootstrap: mode = dht needs [dht] enabled");
+		return fms_fail(err, err_len,
+		                "bootstrap: mode = dht needs [dht] enabled");
 	if ((uint64_t)sc->sybils + sc->liars >= sc->nodes)
-		return fail(err, err_len,
-		            "sybil: sybils + liars must leave honest nodes");
+		return fms_fail(
+		        err, err_len,
+		        "sybil: sybils + liars must leave honest nodes");
 	if ((sc->sybils > 0 || sc->liars > 0) && sc->adversary_interval_ms == 0)
-		return fail(err, err_len, "sybil: interval is 0");
+		return fms_fail(err, err_len, "sybil: interval is 0");
 	if (sc->lan && sc->nodes > 0xffffff)
-		return fail(err, err_len, "lan: too many nodes");
+		return fms_fail(err, err_len, "lan: too many nodes");
 	return fms_jobs_params_check(&sc->jobs, sc->nodes, sc->duration_ms, err,
 	                             err_len);
 }

@@ -146,6 +146,20 @@ int fms_scenario_check(const struct fms_scenario *sc, char *err,
 /* "250ms", "30s", "5m", "2h", "1d"; a bare number is seconds. */
 int fms_parse_duration_ms(const char *text, uint64_t *out);
 
+/* The value parsers of the scenario keys, shared with the workloads' own
+ * keys: 0, or -EINVAL when the text is not a value in range. */
+int fms_parse_u64(const char *text, uint64_t *out);
+int fms_parse_u32(const char *text, uint32_t max, uint32_t *out);
+int fms_parse_double(const char *text, double lo, double hi, double *out);
+/* true/yes/1/on, false/no/0/off */
+int fms_parse_bool(const char *text, int *out);
+/* 1 to FMS_SERVICE_NAME_MAX characters of [a-z0-9_.-] */
+int fms_service_name_check(const char *name);
+
+/* Formats a message into err (when given) and returns -EINVAL. */
+int fms_fail(char *err, size_t err_len, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
 /* Parameters of the session-length distribution fitted to the median and
  * the 80th percentile: lognormal (mu, sigma) of ln(ms), Weibull (k,
  * lambda ms), exponential (mean ms, 0). */
