@@ -1409,6 +1409,33 @@ static int json_print(cli *c, json_t *v)
 	return 0;
 }
 
+/* What a command that shows an answer expects of it. */
+enum shown_kind { SHOWN_ANY, SHOWN_OBJECT, SHOWN_LIST };
+
+/* GET PATH for a command that shows the answer. With --json the answer is
+ * printed as it came and *done is set; otherwise it must be of `kind` and
+ * *root is left for the caller to format (*done clear). Returns the
+ * command's status when done: negative, or json_print()'s. */
+static int api_get_shown(cli *c, const char *path, enum shown_kind kind,
+                         json_t **root, int *done)
+{
+	int rc;
+
+	*done = 1;
+	rc = api_get(c, path, root);
+	if (rc < 0)
+		return rc;
+	if (c->json)
+		return json_print(c, *root);
+	if ((kind == SHOWN_OBJECT && !json_is_object(*root)) ||
+	    (kind == SHOWN_LIST && !json_is_array(*root)))
+		return cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
+		                "unexpected answer to GET %s (not a %s).", path,
+		                kind == SHOWN_LIST ? "list" : "JSON object");
+	*done = 0;
+	return 0;
+}
+
 /* A JSON value as one line of text; "-" for null, missing or empty. */
 static void value_text(json_t *v, char *out, size_t cap, size_t max_cols)
 {
@@ -1585,21 +1612,11 @@ static int cmd_status(cli *c)
 	json_t *root = NULL, *v, *entry;
 	size_t i;
 	double uptime;
-	int rc;
+	int rc, done;
 
-	rc = api_get(c, "/v1/status", &root);
-	if (rc < 0)
+	rc = api_get_shown(c, "/v1/status", SHOWN_OBJECT, &root, &done);
+	if (done)
 		goto cleanup;
-	if (c->json) {
-		rc = json_print(c, root);
-		goto cleanup;
-	}
-	if (!json_is_object(root)) {
-		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
-		              "unexpected answer to GET /v1/status (not a JSON "
-		              "object).");
-		goto cleanup;
-	}
 	value_text(json_object_get(root, "node_id"), text, sizeof(text),
 	           FM_CLI_FIELD_MAX_COLS);
 	printf("Node ID:   %s\n", text);
@@ -1814,15 +1831,11 @@ static void peer_row_format(json_t *peer, time_t now, table_row *row)
 static int cmd_peers(cli *c)
 {
 	json_t *root = NULL, *list;
-	int rc;
+	int rc, done;
 
-	rc = api_get(c, "/v1/peers", &root);
-	if (rc < 0)
+	rc = api_get_shown(c, "/v1/peers", SHOWN_ANY, &root, &done);
+	if (done)
 		goto cleanup;
-	if (c->json) {
-		rc = json_print(c, root);
-		goto cleanup;
-	}
 	/* A bare array, or tolerate {"peers": [...]}. */
 	list = json_is_object(root) ? json_object_get(root, "peers") : root;
 	if (!json_is_array(list)) {
@@ -2460,7 +2473,7 @@ static int cmd_jobs(cli *c)
 	char shown[FM_CLI_FIELD_MAX_BYTES] = "";
 	json_t *root = NULL;
 	size_t i;
-	int rc, known = 0;
+	int rc, done, known = 0;
 
 	if (c->state != NULL) {
 		for (i = 0; i < sizeof(states) / sizeof(states[0]); i++)
@@ -2480,19 +2493,9 @@ static int cmd_jobs(cli *c)
 		snprintf(path, sizeof(path), "/v1/jobs?limit=%d",
 		         FM_CLI_JOBS_LIST_LIMIT);
 	}
-	rc = api_get(c, path, &root);
-	if (rc < 0)
+	rc = api_get_shown(c, path, SHOWN_LIST, &root, &done);
+	if (done)
 		goto cleanup;
-	if (c->json) {
-		rc = json_print(c, root);
-		goto cleanup;
-	}
-	if (!json_is_array(root)) {
-		rc = cli_fail(
-		        c, FM_CLI_EXIT_ERROR, -EPROTO,
-		        "unexpected answer to GET /v1/jobs (not a list).");
-		goto cleanup;
-	}
 	if (json_array_size(root) == 0) {
 		puts("No jobs.");
 		rc = 0;
@@ -2610,21 +2613,11 @@ static int cmd_dht(cli *c)
 	char bar[FM_CLI_DHT_BAR_MAX + 1];
 	json_t *root = NULL, *lookups, *buckets, *b, *dg, *v;
 	size_t i;
-	int rc;
+	int rc, done;
 
-	rc = api_get(c, "/v1/dht", &root);
-	if (rc < 0)
+	rc = api_get_shown(c, "/v1/dht", SHOWN_OBJECT, &root, &done);
+	if (done)
 		goto cleanup;
-	if (c->json) {
-		rc = json_print(c, root);
-		goto cleanup;
-	}
-	if (!json_is_object(root)) {
-		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
-		              "unexpected answer to GET /v1/dht (not a JSON "
-		              "object).");
-		goto cleanup;
-	}
 	if (!json_is_true(json_object_get(root, "enabled"))) {
 		puts("The DHT is disabled on this node (fedmeshd --no-dht).");
 		rc = 0;
@@ -2703,7 +2696,7 @@ static int cmd_find(cli *c)
 	char one[FM_CLI_CELL_MAX_BYTES];
 	json_t *root = NULL, *p, *list;
 	size_t i, j;
-	int rc;
+	int rc, done;
 
 	if (c->args_count != 1)
 		return usage_error(c, "'fedmesh find' needs a SERVICE.");
@@ -2720,19 +2713,9 @@ static int cmd_find(cli *c)
 		c->timeout_ms = (long)(FM_CLI_FIND_TIMEOUT_S * 1000);
 	}
 	snprintf(path, sizeof(path), "/v1/find/%s", c->args[0]);
-	rc = api_get(c, path, &root);
-	if (rc < 0)
+	rc = api_get_shown(c, path, SHOWN_LIST, &root, &done);
+	if (done)
 		goto cleanup;
-	if (c->json) {
-		rc = json_print(c, root);
-		goto cleanup;
-	}
-	if (!json_is_array(root)) {
-		rc = cli_fail(c, FM_CLI_EXIT_ERROR, -EPROTO,
-		              "unexpected answer to GET %s (not a list).",
-		              path);
-		goto cleanup;
-	}
 	if (json_array_size(root) == 0) {
 		printf("No provider of '%s' found in the DHT.\n", c->args[0]);
 		rc = 0;
