@@ -211,6 +211,9 @@ struct fmd_jobs {
 	uv_timer_t waits;  /* deadlines of the waiters */
 	uv_timer_t resume; /* holds resubmission until peers are back */
 	int flush_open, flush_active, sweep_open, waits_open, resume_open;
+	/* The sweep of expired results runs at most this often, and only
+	 * while there are results (or journalled runs) to expire. */
+	uint64_t sweep_min_ms;
 	int resume_hold;
 	uint64_t resume_start_ms, resume_peer_ms;
 	fmd_job_waiter *waiters; /* all of them */
@@ -236,6 +239,8 @@ struct fmd_jobs {
 	uint64_t runs_running;
 	uint64_t runs_from_journal;
 };
+
+static void sweep_note(struct fmd_jobs *jobs);
 
 static int64_t unix_now_ms(void)
 {
@@ -436,6 +441,7 @@ static void exec_start_one(run *r)
 		run_complete(r, FM_JOB_FAILED, -1, NULL, 0, msg);
 		return;
 	}
+	sweep_note(jobs);
 	r->journal = 1;
 	r->launching = 1;
 	jobs->exec[r->exec_index].running++;
@@ -988,6 +994,8 @@ static void io_job_update(void *ctx, const fm_job_update *u)
 	if (rc < 0)
 		fmd_log_ids(FM_LOG_WARN, "jobs", NULL, u->id,
 		            "cannot store the result: %s", strerror(-rc));
+	else
+		sweep_note(jobs);
 	row->output = NULL;
 	free(row);
 	latency_observe(jobs, (double)(uv_hrtime() - job->start_ns) / 1e9);
@@ -1012,7 +1020,8 @@ static void end_here(struct fmd_jobs *jobs, const char *id,
 		row->finished_unix_ms = unix_now_ms();
 		snprintf(row->error, sizeof(row->error), "%s", why);
 		snprintf(row->attempts_json, sizeof(row->attempts_json), "[]");
-		(void)fmd_jobstore_finish(jobs->js, row);
+		if (fmd_jobstore_finish(jobs->js, row) == 0)
+			sweep_note(jobs);
 		free(row);
 	}
 	e = hmap_find(&jobs->active, id);
@@ -1520,6 +1529,47 @@ static void flush_schedule(struct fmd_jobs *jobs)
 	uv_idle_start(&jobs->flush, on_flush);
 }
 
+static void on_sweep(uv_timer_t *t);
+
+/* Arms the sweep for when the oldest result (or journalled run) expires,
+ * no sooner than sweep_min_ms from now so that expiries are batched; stops
+ * it while nothing could expire, so an idle daemon is not woken for it. */
+static void sweep_arm(struct fmd_jobs *jobs)
+{
+	int64_t oldest = 0, due = 0;
+	int rc;
+
+	if (!jobs->sweep_open)
+		return;
+	rc = fmd_jobstore_sweep_oldest(jobs->js, &oldest);
+	if (rc == 0) {
+		uv_timer_stop(&jobs->sweep);
+		return;
+	}
+	if (rc < 0)
+		fmd_log(FM_LOG_WARN, "jobs",
+		        "cannot find the oldest result: %s", strerror(-rc));
+	else
+		due = oldest + (int64_t)jobs->d->cfg.jobs.keep_ms + 1 -
+		      unix_now_ms();
+	if (due < (int64_t)jobs->sweep_min_ms)
+		due = (int64_t)jobs->sweep_min_ms;
+	uv_timer_start(&jobs->sweep, on_sweep, (uint64_t)due, 0);
+}
+
+/* A result or a journalled run was just stored: when the sweep is idle
+ * (nothing older is stored), it is due once this one expires. */
+static void sweep_note(struct fmd_jobs *jobs)
+{
+	uint64_t due = jobs->d->cfg.jobs.keep_ms + 1;
+
+	if (!jobs->sweep_open || uv_is_active((uv_handle_t *)&jobs->sweep))
+		return;
+	if (due < jobs->sweep_min_ms)
+		due = jobs->sweep_min_ms;
+	uv_timer_start(&jobs->sweep, on_sweep, due, 0);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
 	struct fmd_jobs *jobs = t->data;
@@ -1532,6 +1582,7 @@ static void on_sweep(uv_timer_t *t)
 	else if (rc < 0)
 		fmd_log(FM_LOG_WARN, "jobs", "cannot sweep results: %s",
 		        strerror(-rc));
+	sweep_arm(jobs);
 }
 
 int fmd_jobs_new(fmd *d, char *err, size_t err_len)
@@ -1595,7 +1646,8 @@ int fmd_jobs_new(fmd *d, char *err, size_t err_len)
 		sweep_ms = FMD_JOBS_SWEEP_MAX_MS;
 	if (sweep_ms == 0)
 		sweep_ms = 1;
-	uv_timer_start(&jobs->sweep, on_sweep, sweep_ms, sweep_ms);
+	jobs->sweep_min_ms = sweep_ms;
+	sweep_arm(jobs);
 	/* The sweep alone must not keep the loop alive. */
 	uv_unref((uv_handle_t *)&jobs->sweep);
 	d->jobs = jobs;

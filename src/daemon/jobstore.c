@@ -489,6 +489,35 @@ int fmd_jobstore_get_input(fmd_jobstore *js, const char *id, uint8_t **input,
 	return ret;
 }
 
+int fmd_jobstore_sweep_oldest(fmd_jobstore *js, int64_t *oldest_unix_ms)
+{
+	/* The same rows as fmd_jobstore_sweep()'s conditions. */
+	static const char sql[] =
+	        "SELECT MIN(t) FROM ("
+	        "SELECT MIN(finished_unix_ms) AS t FROM jobs"
+	        " WHERE finished_unix_ms > 0"
+	        " UNION ALL SELECT MIN(CASE WHEN finished_unix_ms > 0"
+	        " THEN finished_unix_ms ELSE started_unix_ms END) FROM "
+	        "job_runs)";
+	sqlite3_stmt *st = NULL;
+	int rc, ret;
+
+	rc = sqlite3_prepare_v2(js->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		ret = -EIO;
+	} else if (sqlite3_column_type(st, 0) == SQLITE_NULL) {
+		ret = 0;
+	} else {
+		*oldest_unix_ms = sqlite3_column_int64(st, 0);
+		ret = 1;
+	}
+	sqlite3_finalize(st);
+	return ret;
+}
+
 int fmd_jobstore_sweep(fmd_jobstore *js, int64_t before_unix_ms)
 {
 	static const char *const sql[] = {

@@ -101,6 +101,11 @@ int fmd_jobstore_get_input(fmd_jobstore *js, const char *id, uint8_t **input,
  * journalled runs started before it that never finished; returns how many
  * rows went, or a negative errno. */
 int fmd_jobstore_sweep(fmd_jobstore *js, int64_t before_unix_ms);
+/* The time from which fmd_jobstore_sweep() would delete something: the
+ * oldest finish (of a job or a run) or start (of a run never finished).
+ * Returns 1 and sets *oldest_unix_ms, 0 when there is nothing a sweep
+ * could ever delete, or a negative errno. */
+int fmd_jobstore_sweep_oldest(fmd_jobstore *js, int64_t *oldest_unix_ms);
 
 /* The exec run journal. run_get: -ENOENT when this node never started
  * (id, service). run_start and run_finish are batched: the caller starts

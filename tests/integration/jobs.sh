@@ -322,4 +322,26 @@ for n in A B C; do
 			"$(tail -n 20 "$TEST_TMP/$(echo "$n" | tr ABC abc).log")"
 	fi
 done
+
+# ---- results are swept after [jobs] keep --------------------------------------------
+# The sweep is armed for the first result due to expire (src/daemon/jobs.c),
+# not a fixed timer: a result stored after an idle start must still go.
+printf '[jobs]\nkeep = 2s\n' >"$TEST_TMP/k.conf"
+if start_daemon k --config "$TEST_TMP/k.conf" --no-mdns --no-beacon; then
+	K_PID=$PID
+	sleep 1.5 # idle first: nothing stored, no sweep armed
+	kid=$(post "$API" "$TOKEN" "{\"service\": \"echo\", \"input_b64\": \"$(b64 hi)\"}" \
+		'?wait=10' | jfield id)
+	kstate=$(get_job "$API" "$TOKEN" "$kid" | jfield state)
+	gone() { get_job "$API" "$TOKEN" "$kid" | grep -q 'no such job'; }
+	if [ "$kstate" = done ] && wait_until 10 gone; then
+		ok "keep = 2s: a result is swept within seconds of expiring"
+	else
+		not_ok "keep = 2s: a result is swept within seconds of expiring" \
+			"id=$kid state=$kstate" "$(get_job "$API" "$TOKEN" "$kid")"
+	fi
+	stop_daemon "$K_PID"
+else
+	not_ok "keep = 2s: the daemon starts"
+fi
 tap_done

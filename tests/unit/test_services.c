@@ -289,6 +289,7 @@ static void test_jobstore(void **state)
 	fmd_jobstore *js = NULL;
 	fmd_job_row *row = calloc(1, sizeof(*row));
 	fmd_run_row run;
+	int64_t oldest = 0;
 	uint8_t *input = NULL;
 	size_t input_len = 0;
 	seen s;
@@ -299,6 +300,8 @@ static void test_jobstore(void **state)
 	assert_int_equal(fmd_store_open(path, &store, err, sizeof(err)), 0);
 	assert_true(fmd_store_schema_version(store) >= 4);
 	assert_int_equal(fmd_jobstore_open(store, NULL, NULL, &js), 0);
+	/* Nothing a sweep could delete: no sweep is due. */
+	assert_int_equal(fmd_jobstore_sweep_oldest(js, &oldest), 0);
 
 	job_row_init(row, "j1", 1000);
 	assert_int_equal(fmd_jobstore_insert(js, row, (const uint8_t *)"in", 2),
@@ -338,6 +341,9 @@ static void test_jobstore(void **state)
 	snprintf(row->attempts_json, sizeof(row->attempts_json), "[{}]");
 	assert_int_equal(fmd_jobstore_finish(js, row), 0);
 	assert_int_equal(fmd_jobstore_commit(js), 0);
+	/* Unfinished jobs never expire; j2's result does, from 5000. */
+	assert_int_equal(fmd_jobstore_sweep_oldest(js, &oldest), 1);
+	assert_int_equal(oldest, 5000);
 	assert_int_equal(fmd_jobstore_get(js, "j2", 1, row), 0);
 	assert_int_equal(row->state, FM_JOB_DONE);
 	assert_int_equal(row->output_len, 3);
@@ -372,10 +378,14 @@ static void test_jobstore(void **state)
 	assert_int_equal(fmd_jobstore_commit(js), 0);
 	assert_int_equal(fmd_jobstore_get(js, "j2", 0, row), -ENOENT);
 	assert_int_equal(fmd_jobstore_get(js, "j1", 0, row), 0);
+	assert_int_equal(fmd_jobstore_sweep_oldest(js, &oldest), 0);
 
 	/* The run journal: absent, started, finished, forgotten. */
 	assert_int_equal(fmd_jobstore_run_get(js, "r1", "x", &run), -ENOENT);
 	assert_int_equal(fmd_jobstore_run_start(js, "r1", "x", 100), 0);
+	/* A journalled run expires from its start until it finishes. */
+	assert_int_equal(fmd_jobstore_sweep_oldest(js, &oldest), 1);
+	assert_int_equal(oldest, 100);
 	assert_int_equal(fmd_jobstore_run_get(js, "r1", "x", &run), 0);
 	assert_false(run.finished);
 	fmd_run_row_clear(&run);
