@@ -22,7 +22,8 @@ typedef struct fmd_jobs fmd_jobs;
 /* Exec runs waiting for a slot, per service; beyond it job_execute
  * refuses (-EBUSY) and the core tries another node. */
 #define FMD_JOBS_EXEC_QUEUE_MAX 4096
-/* Results are swept at most this often (and at least every keep / 2). */
+/* Sweeps of expired results are at least min(keep / 2, this) apart; the
+ * sweep is timed for the first result due to expire, never periodic. */
 #define FMD_JOBS_SWEEP_MAX_MS (60 * 1000)
 /* After a restart, unfinished jobs wait for the sessions to come back:
  * until a peer is connected plus SETTLE, at most WAIT (checked every
