@@ -2178,25 +2178,7 @@ static int store_put(fm__dht *dht, uint64_t now, const uint8_t *key,
 	v->bytes = copy;
 	v->len = (uint16_t)len;
 	dht->value_count++;
-	dht->next_sweep_ms = min_u64(dht->next_sweep_ms, v->expires_ms);
 	return FM__DHT_STORE_OK;
-}
-
-/* When the store next needs a sweep: at its first expiry, but not before
- * FM_DHT_STORE_SWEEP_MS from now (expiries are batched), and never when it
- * holds nothing, so that an idle node is not woken to sweep it. */
-static uint64_t sweep_due(const fm__dht *dht, uint64_t now)
-{
-	uint64_t first = FM_DEADLINE_NONE;
-	size_t i;
-
-	for (i = 0; i < dht->value_count; i++)
-		first = min_u64(first, dht->values[i].expires_ms);
-	if (first == FM_DEADLINE_NONE)
-		return first;
-	return first > now + FM_DHT_STORE_SWEEP_MS
-	               ? first
-	               : now + FM_DHT_STORE_SWEEP_MS;
 }
 
 static void store_sweep(fm__dht *dht, uint64_t now)
@@ -2209,7 +2191,6 @@ static void store_sweep(fm__dht *dht, uint64_t now)
 		else
 			i++;
 	}
-	dht->next_sweep_ms = sweep_due(dht, now);
 }
 
 /* Our own record, stored here under each of its keys (we answer for it
@@ -3294,8 +3275,10 @@ uint64_t fm__dht_tick(fm__dht *dht, uint64_t now_ms)
 		dht->lookup_wake_ms = min_u64(dht->lookup_wake_ms, t);
 	}
 	maintain(dht, now);
-	if (now >= dht->next_sweep_ms)
+	if (now >= dht->next_sweep_ms) {
 		store_sweep(dht, now);
+		dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
+	}
 	if (dht->dirty && dht->io.persist != NULL &&
 	    now >= dht->next_persist_ms)
 		fm__dht_persist(dht, now);
@@ -3347,7 +3330,7 @@ static void reset_timers(fm__dht *dht, uint64_t now)
 	dht->next_walk_ms = now + jitter(dht, FM_DHT_RANDOM_WALK_MS);
 	dht->next_republish_ms = now + FM_DHT_REPUBLISH_MS;
 	dht->republish_interval_ms = FM_DHT_REPUBLISH_MS;
-	dht->next_sweep_ms = sweep_due(dht, now);
+	dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
 	dht->next_persist_ms = now + FM_DHT_PERSIST_MS;
 	dht->rpc_wake_ms = 0;
 	dht->lookup_wake_ms = 0;
