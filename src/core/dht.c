@@ -66,17 +66,20 @@ _Static_assert(FM_RECORD_MAX_BYTES <= UINT16_MAX, "value lengths are 16-bit");
 struct dht_entry {
 	uint8_t id[FM_DHT_ID_BYTES];
 	fm_addr addr;
-	uint64_t last_seen_ms; /* last answer to one of our requests */
-	uint64_t checked_ms;   /* last liveness check sent */
 	uint8_t fails;         /* consecutive failed RPCs */
 	uint8_t checking;      /* a liveness check is in flight */
+	uint64_t last_seen_ms; /* last answer to one of our requests */
+	uint64_t checked_ms;   /* last liveness check sent */
 };
 
 /* Entries e[0..count) are the bucket; e[FM_DHT_K + i] for i < repl_count
  * the replacement cache, oldest first. Allocated at the first use, since
- * most of the 256 buckets stay empty. */
+ * most of the 256 buckets stay empty, with room for
+ * FM_DHT_REPLACEMENTS_CHALLENGE replacements (what most caches hold),
+ * grown to FM_DHT_REPLACEMENTS when more come (repl_add). */
 struct dht_bucket {
 	struct dht_entry *e;
+	uint8_t slots; /* entries allocated at e */
 	uint8_t count;
 	uint8_t repl_count;
 	uint8_t lrs_ping;    /* a liveness PING of the LRS entry is in flight */
@@ -86,12 +89,11 @@ struct dht_bucket {
 
 struct dht_addr_state {
 	fm_addr addr;
+	uint32_t credit; /* bytes we may still send it while unproven */
 	uint64_t proven_until_ms;    /* it proved to us that it receives */
 	uint64_t me_proven_until_ms; /* we (probably) proved it to them */
 	uint64_t credit_until_ms;
-	uint64_t used_ms;
-	uint32_t credit; /* bytes we may still send it while unproven */
-	uint8_t used;
+	uint8_t used; /* recency: the addr_lru order */
 };
 
 struct dht_rate {
@@ -155,6 +157,9 @@ struct dht_lookup {
 	uint8_t publish; /* STORE our record at the result */
 	uint8_t self;    /* the self-lookup */
 	uint8_t found;   /* RECORD: the record arrived */
+	uint8_t refresh; /* a bucket refresh or random walk: see refresh_take */
+	int16_t refresh_bucket;
+	uint16_t refresh_hits; /* contacts of refresh_bucket seen */
 	uint32_t gen;
 	uint8_t target[FM_DHT_ID_BYTES];
 	char service[FM_SERVICE_NAME_MAX + 1];
@@ -187,6 +192,20 @@ struct dht_hidx {
 	uint32_t n;
 };
 
+/* Recency order of the slots of an array (address states, rate sources)
+ * that is filled from slot 0 up and then reuses its least recently used
+ * slot: see lru_slot. */
+struct dht_lru_link {
+	int16_t prev, next;
+};
+
+struct dht_lru {
+	struct dht_lru_link *link; /* link_cap <= the array's slots */
+	size_t link_cap;
+	size_t n;           /* slots 0 .. n - 1 are in use */
+	int16_t head, tail; /* least and most recently used; -1 */
+};
+
 struct fm__dht {
 	fm_io io;
 	fm_identity identity;
@@ -211,10 +230,12 @@ struct fm__dht {
 	struct dht_addr_state *addrs;
 	size_t addr_cap;
 	struct dht_hidx addr_idx; /* address -> addrs slot */
+	struct dht_lru addr_lru;
 	struct dht_rate *rates;
 	size_t rate_cap;
 	struct dht_hidx rate_idx; /* source prefix -> rates slot */
-	struct dht_hidx tab_idx;  /* address -> table entry (bucket * 32 + i) */
+	struct dht_lru rate_lru;
+	struct dht_hidx tab_idx; /* address -> table entry (bucket * 32 + i) */
 	struct dht_known *known;
 	size_t known_count;
 	size_t known_cap;
@@ -246,6 +267,7 @@ struct fm__dht {
 	uint64_t rpc_wake_ms;
 	uint64_t lookup_wake_ms;
 	uint64_t table_wake_ms;
+	uint64_t check_wake_ms;  /* no liveness check is due before */
 	uint8_t refresh_pending; /* refresh every bucket after the self-lookup
 	                          */
 	uint32_t lookups_empty;  /* lookups in a row that no node answered */
@@ -302,7 +324,9 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 /* Grows *arr (of *cap elements of size elem) towards max; -ENOSPC at max. */
 static int grow(void **arr, size_t *cap, size_t elem, size_t max)
 {
-	size_t n = *cap == 0 ? FM__DHT_GROW_MIN : *cap * 2;
+	/* By half: arrays that end up a few hundred long (address states,
+	 * rate sources, known addresses) waste less than when doubled. */
+	size_t n = *cap == 0 ? FM__DHT_GROW_MIN : *cap + *cap / 2;
 	void *p;
 
 	if (*cap >= max)
@@ -316,6 +340,71 @@ static int grow(void **arr, size_t *cap, size_t elem, size_t max)
 	*arr = p;
 	*cap = n;
 	return 0;
+}
+
+static void lru_clear(struct dht_lru *l)
+{
+	l->n = 0;
+	l->head = l->tail = -1;
+}
+
+static void lru_push(struct dht_lru *l, int16_t slot)
+{
+	l->link[slot].prev = l->tail;
+	l->link[slot].next = -1;
+	if (l->tail >= 0)
+		l->link[l->tail].next = slot;
+	else
+		l->head = slot;
+	l->tail = slot;
+}
+
+/* Makes slot the most recently used. */
+static void lru_touch(struct dht_lru *l, int16_t slot)
+{
+	struct dht_lru_link *k = &l->link[slot];
+
+	if (l->tail == slot)
+		return;
+	if (k->prev >= 0)
+		l->link[k->prev].next = k->next;
+	else
+		l->head = k->next;
+	l->link[k->next].prev = k->prev; /* not the tail: next >= 0 */
+	lru_push(l, slot);
+}
+
+/* The slot of *arr (elements of elem bytes, *cap of them, at most max) a
+ * new key goes to: the next unused one, growing the array when it is
+ * full, else the least recently used one (the caller forgets what it
+ * held: its `used` flag is set). The slot becomes the most recently
+ * used. -1 when nothing can be had. */
+static int lru_slot(struct dht_lru *l, void **arr, size_t *cap, size_t elem,
+                    size_t max)
+{
+	int16_t slot;
+
+	if (l->n == l->link_cap) {
+		if (*cap == l->link_cap && *cap < max)
+			(void)grow(arr, cap, elem, max); /* else: reuse */
+		if (*cap > l->link_cap) {
+			void *p = realloc(l->link, *cap * sizeof(*l->link));
+			if (p != NULL) {
+				l->link = p;
+				l->link_cap = *cap;
+			}
+		}
+	}
+	if (l->n < l->link_cap) {
+		slot = (int16_t)l->n++;
+		lru_push(l, slot);
+		return slot;
+	}
+	if (l->head < 0)
+		return -1;
+	slot = l->head;
+	lru_touch(l, slot);
+	return slot;
 }
 
 static int id_equal(const uint8_t *a, const uint8_t *b)
@@ -1025,30 +1114,16 @@ static struct dht_addr_state *addr_find(fm__dht *dht, const fm_addr *a)
 
 /* Finds or makes the state of a; when the table is full the least recently
  * used entry goes (it loses its proof or credit: the safe direction). */
-static struct dht_addr_state *addr_get(fm__dht *dht, uint64_t now,
-                                       const fm_addr *a)
+static struct dht_addr_state *addr_get(fm__dht *dht, const fm_addr *a)
 {
 	struct dht_addr_state *s = addr_find(dht, a);
-	size_t i, victim = SIZE_MAX;
+	int victim;
 
 	if (s == NULL) {
-		for (i = 0; i < dht->addr_cap; i++) {
-			const struct dht_addr_state *c = &dht->addrs[i];
-			if (!c->used) {
-				victim = i;
-				break;
-			}
-			if (victim == SIZE_MAX ||
-			    c->used_ms < dht->addrs[victim].used_ms)
-				victim = i;
-		}
-		if (i == dht->addr_cap) {
-			size_t old_cap = dht->addr_cap;
-			if (grow((void **)&dht->addrs, &dht->addr_cap,
-			         sizeof(*dht->addrs), FM_DHT_ADDRS_MAX) == 0)
-				victim = old_cap;
-		}
-		if (victim == SIZE_MAX)
+		victim = lru_slot(&dht->addr_lru, (void **)&dht->addrs,
+		                  &dht->addr_cap, sizeof(*dht->addrs),
+		                  FM_DHT_ADDRS_MAX);
+		if (victim < 0)
 			return NULL;
 		s = &dht->addrs[victim];
 		if (s->used)
@@ -1063,8 +1138,9 @@ static struct dht_addr_state *addr_get(fm__dht *dht, uint64_t now,
 		             addr_slot_hash) != 0)
 			return NULL;
 		s->used = 1;
+	} else {
+		lru_touch(&dht->addr_lru, (int16_t)(s - dht->addrs));
 	}
-	s->used_ms = now;
 	return s;
 }
 
@@ -1077,7 +1153,7 @@ static int addr_proven(fm__dht *dht, uint64_t now, const fm_addr *a)
 
 static void addr_set_proven(fm__dht *dht, uint64_t now, const fm_addr *a)
 {
-	struct dht_addr_state *s = addr_get(dht, now, a);
+	struct dht_addr_state *s = addr_get(dht, a);
 
 	if (s != NULL)
 		s->proven_until_ms = now + FM_DHT_PROVEN_TTL_MS;
@@ -1103,7 +1179,7 @@ static void credit_add(fm__dht *dht, uint64_t now, const fm_addr *a, size_t len)
 
 	if (addr_proven(dht, now, a))
 		return;
-	s = addr_get(dht, now, a);
+	s = addr_get(dht, a);
 	if (s == NULL)
 		return;
 	if (s->credit_until_ms <= now)
@@ -1163,8 +1239,9 @@ static int rate_slot_eq(const fm__dht *dht, int32_t slot, const void *key)
 static int rate_allow(fm__dht *dht, uint64_t now, const fm_addr *a)
 {
 	struct dht_rate *r = NULL;
-	size_t plen = rate_prefix_len(a->family), i, victim = SIZE_MAX;
+	size_t plen = rate_prefix_len(a->family);
 	int32_t pos;
+	int victim;
 
 	if (!dht->rate_loopback && addr_is_loopback(a))
 		return 1;
@@ -1172,27 +1249,13 @@ static int rate_allow(fm__dht *dht, uint64_t now, const fm_addr *a)
 	                rate_slot_eq, a);
 	if (pos >= 0) {
 		r = &dht->rates[dht->rate_idx.v[pos]];
+		lru_touch(&dht->rate_lru, dht->rate_idx.v[pos]);
 	} else {
-		/* A new source: a free slot, else the one updated longest
-		 * ago. */
-		for (i = 0; i < dht->rate_cap; i++) {
-			const struct dht_rate *c = &dht->rates[i];
-			if (!c->used) {
-				victim = i;
-				break;
-			}
-			if (victim == SIZE_MAX ||
-			    c->updated_ms < dht->rates[victim].updated_ms)
-				victim = i;
-		}
-		if (i == dht->rate_cap) {
-			size_t old_cap = dht->rate_cap;
-			if (grow((void **)&dht->rates, &dht->rate_cap,
-			         sizeof(*dht->rates),
-			         FM_DHT_RATE_SOURCES_MAX) == 0)
-				victim = old_cap;
-		}
-		if (victim == SIZE_MAX)
+		/* A new source: a free slot, else the one seen longest ago. */
+		victim = lru_slot(&dht->rate_lru, (void **)&dht->rates,
+		                  &dht->rate_cap, sizeof(*dht->rates),
+		                  FM_DHT_RATE_SOURCES_MAX);
+		if (victim < 0)
 			return 1;
 		r = &dht->rates[victim];
 		if (r->used)
@@ -1296,7 +1359,7 @@ static void send_answer(fm__dht *dht, uint64_t now, const fm_addr *to,
 	credit_charge(dht, now, to, (size_t)len);
 	/* Our answer echoes their txid from this address: they now hold
 	 * proof that we receive here. */
-	s = addr_get(dht, now, to);
+	s = addr_get(dht, to);
 	if (s != NULL)
 		s->me_proven_until_ms = now + FM__DHT_ME_PROVEN_MS;
 }
@@ -1307,8 +1370,11 @@ static int bucket_alloc(struct dht_bucket *b)
 {
 	if (b->e != NULL)
 		return 0;
-	b->e = calloc(FM_DHT_K + FM_DHT_REPLACEMENTS, sizeof(*b->e));
-	return b->e != NULL ? 0 : -ENOMEM;
+	b->e = calloc(FM_DHT_K + FM_DHT_REPLACEMENTS_CHALLENGE, sizeof(*b->e));
+	if (b->e == NULL)
+		return -ENOMEM;
+	b->slots = FM_DHT_K + FM_DHT_REPLACEMENTS_CHALLENGE;
+	return 0;
 }
 
 static int bucket_find(const struct dht_bucket *b, const uint8_t *id)
@@ -1488,8 +1554,17 @@ static void repl_add(fm__dht *dht, struct dht_bucket *b, uint64_t now,
 		repl_remove(b, i);
 	if (!subnet_ok(dht, &b->e[FM_DHT_K], b->repl_count, -1, addr))
 		return;
-	if (b->repl_count == FM_DHT_REPLACEMENTS)
-		repl_remove(b, 0);
+	if (FM_DHT_K + b->repl_count == b->slots &&
+	    b->slots < FM_DHT_K + FM_DHT_REPLACEMENTS) {
+		struct dht_entry *e = realloc(
+		        b->e, (FM_DHT_K + FM_DHT_REPLACEMENTS) * sizeof(*e));
+		if (e != NULL) {
+			b->e = e;
+			b->slots = FM_DHT_K + FM_DHT_REPLACEMENTS;
+		}
+	}
+	if (FM_DHT_K + b->repl_count == b->slots)
+		repl_remove(b, 0); /* the oldest goes */
 	entry_set(&b->e[FM_DHT_K + b->repl_count], now, id, addr);
 	b->repl_count++;
 }
@@ -1511,6 +1586,7 @@ static int promote(fm__dht *dht, int bi, int i, uint64_t now)
 		b->e[i].fails = 0;
 		tab_index_add(dht, bi, i);
 		dht->table_wake_ms = 0;
+		dht->check_wake_ms = 0; /* it may be due already */
 		repl_remove(b, r);
 		dht->stats.evictions++;
 		dht->stats.inserts++;
@@ -1570,6 +1646,8 @@ static int table_offer(fm__dht *dht, uint64_t now, const uint8_t *id,
 		if (bi > dht->depth)
 			dht->depth = bi;
 		dht->table_wake_ms = 0;
+		dht->check_wake_ms = min_u64(dht->check_wake_ms,
+		                             now + FM_DHT_CHECK_AFTER_MS);
 		dht->table_size++;
 		dht->stats.inserts++;
 		dht->dirty = 1;
@@ -1588,6 +1666,9 @@ static int table_offer(fm__dht *dht, uint64_t now, const uint8_t *id,
 			entry_set(&b->e[i], now, id, addr);
 			tab_index_add(dht, bi, i);
 			dht->table_wake_ms = 0;
+			dht->check_wake_ms =
+			        min_u64(dht->check_wake_ms,
+			                now + FM_DHT_CHECK_AFTER_MS);
 			dht->stats.evictions++;
 			dht->stats.inserts++;
 			dht->dirty = 1;
@@ -1823,14 +1904,17 @@ static void known_add(fm__dht *dht, uint64_t now, const uint8_t *id,
 
 /* ---- RPCs ---------------------------------------------------------------- */
 
+/* A txid is 6 random bytes and the request's slot (big-endian): an answer
+ * finds its request without a search, and two requests in flight never
+ * share a txid. The random part keeps it unpredictable. */
 static int rpc_find(const fm__dht *dht, const uint8_t *txid)
 {
-	size_t i;
+	size_t i = (size_t)txid[FM_DHT_TXID_BYTES - 2] << 8 |
+	           txid[FM_DHT_TXID_BYTES - 1];
 
-	for (i = 0; i < dht->rpc_cap; i++)
-		if (dht->rpcs[i].used &&
-		    memcmp(dht->rpcs[i].txid, txid, FM_DHT_TXID_BYTES) == 0)
-			return (int)i;
+	if (i < dht->rpc_cap && dht->rpcs[i].used &&
+	    memcmp(dht->rpcs[i].txid, txid, FM_DHT_TXID_BYTES) == 0)
+		return (int)i;
 	return -1;
 }
 
@@ -1857,7 +1941,6 @@ static int rpc_new(fm__dht *dht, uint8_t type, uint8_t purpose,
                    const uint8_t *id, const fm_addr *addr)
 {
 	struct dht_rpc *r;
-	unsigned tries;
 	size_t i;
 
 	for (i = 0; i < dht->rpc_cap; i++)
@@ -1868,14 +1951,9 @@ static int rpc_new(fm__dht *dht, uint8_t type, uint8_t purpose,
 		return -ENOSPC;
 	r = &dht->rpcs[i];
 	memset(r, 0, sizeof(*r));
-	/* Bounded: a driver whose randomness repeats must not hang us. */
-	for (tries = 0;; tries++) {
-		rand_bytes(dht, r->txid, sizeof(r->txid));
-		if (rpc_find(dht, r->txid) < 0)
-			break;
-		if (tries == FM_DHT_TXID_TRIES)
-			return -EAGAIN;
-	}
+	rand_bytes(dht, r->txid, sizeof(r->txid));
+	r->txid[FM_DHT_TXID_BYTES - 2] = (uint8_t)(i >> 8);
+	r->txid[FM_DHT_TXID_BYTES - 1] = (uint8_t)i;
 	r->used = 1;
 	r->type = type;
 	r->purpose = purpose;
@@ -2017,6 +2095,7 @@ static void check_done(fm__dht *dht, const struct dht_rpc *r)
 	if (e != NULL)
 		e->checking = 0;
 	dht->table_wake_ms = 0;
+	dht->check_wake_ms = 0;
 }
 
 /* When entry e is next due for a liveness check. */
@@ -2232,6 +2311,26 @@ static int cand_find(const struct dht_lookup *l, const uint8_t *id)
 	return -1;
 }
 
+/* The subnet cap of the table applies to a lookup's shortlist too: at
+ * most subnet_max candidates (not failed) of one /24 or /48, unless the
+ * range is exempt. Otherwise nodes of one subnet, given IDs near a key
+ * and named by liars, would take every place among the k closest and end
+ * the lookup before it meets the honest nodes near the key. */
+static int cand_subnet_ok(const fm__dht *dht, const struct dht_lookup *l,
+                          const fm_addr *addr)
+{
+	uint32_t i;
+	int same = 0;
+
+	if (!dht->cap_private && fm__dht_addr_is_private(addr))
+		return 1;
+	for (i = 0; i < l->cand_count; i++)
+		if (l->cands[i].state != C_FAILED &&
+		    same_subnet(&l->cands[i].addr, addr))
+			same++;
+	return same < dht->subnet_max;
+}
+
 /* Adds a candidate in distance order. When the shortlist is full, the
  * farthest candidate not in flight makes room for a closer one. */
 static void cand_add(fm__dht *dht, struct dht_lookup *l, const uint8_t *id,
@@ -2244,7 +2343,8 @@ static void cand_add(fm__dht *dht, struct dht_lookup *l, const uint8_t *id,
 			l->cands[i].hop = (uint8_t)hop;
 		return;
 	}
-	if (id_equal(id, dht->identity.node_id) || !addr_usable(addr))
+	if (id_equal(id, dht->identity.node_id) || !addr_usable(addr) ||
+	    !cand_subnet_ok(dht, l, addr))
 		return;
 	if (l->cand_count == FM_DHT_LOOKUP_CANDIDATES_MAX) {
 		for (j = (int)l->cand_count - 1; j >= 0; j--)
@@ -2321,6 +2421,7 @@ static void lookup_step(fm__dht *dht, int slot, uint64_t now)
 		if (l->found ||
 		    (l->kind == FM__DHT_LOOKUP_SERVICE &&
 		     l->record_count >= l->record_cap) ||
+		    (l->refresh && l->refresh_hits >= FM_DHT_K) ||
 		    l->messages >= FM_DHT_LOOKUP_MESSAGES_MAX ||
 		    now >= l->started_ms + FM_DHT_LOOKUP_TIMEOUT_MS)
 			break;
@@ -2549,6 +2650,30 @@ static int lookup_take_values(struct dht_lookup *l, const fm__dht_msg *m,
 	return have_cursor;
 }
 
+/* A refresh (of a bucket, or a random walk) looks up a random ID only to
+ * meet nodes of that ID's bucket: it challenges the contacts of that
+ * bucket the answers bring, when the table wants them, and ends once it
+ * has seen k of them (lookup_step), instead of asking on until the k
+ * closest to a random ID have answered. A contact enters the table only
+ * with its PROOF, as any other. */
+static void refresh_take(fm__dht *dht, uint64_t now, struct dht_lookup *l,
+                         const fm__dht_msg *m)
+{
+	uint8_t i;
+
+	for (i = 0; i < m->contact_count; i++) {
+		const fm__dht_contact *c = &m->contacts[i];
+		if (fm__dht_bucket_index(dht->identity.node_id, c->id) !=
+		            l->refresh_bucket ||
+		    cand_find(l, c->id) >= 0)
+			continue;
+		if (l->refresh_hits < UINT16_MAX)
+			l->refresh_hits++;
+		if (wants(dht, c->id, &c->addr))
+			send_challenge(dht, now, c->id, &c->addr);
+	}
+}
+
 /* An answer to lookup request r. */
 static void lookup_on_answer(fm__dht *dht, uint64_t now,
                              const struct dht_rpc *r, const fm__dht_msg *m)
@@ -2575,6 +2700,8 @@ static void lookup_on_answer(fm__dht *dht, uint64_t now,
 		/* cand_add moves candidates around: c is not used after. */
 		uint32_t hop = (uint32_t)c->hop + 1;
 		c->state = C_ANSWERED;
+		if (l->refresh)
+			refresh_take(dht, now, l, m);
 		for (i = 0; i < m->contact_count; i++)
 			cand_add(dht, l, m->contacts[i].id,
 			         &m->contacts[i].addr, hop);
@@ -2621,6 +2748,21 @@ static int lookup_begin(fm__dht *dht, uint64_t now, uint8_t kind,
 		return slot;
 	dht->lookups[slot]->publish = (uint8_t)publish;
 	dht->lookups[slot]->self = (uint8_t)self;
+	lookup_step(dht, slot, now);
+	return 0;
+}
+
+/* A maintenance lookup of target that ends as refresh_take says. */
+static int refresh_begin(fm__dht *dht, uint64_t now, const uint8_t *target)
+{
+	int slot = lookup_start(dht, now, FM__DHT_LOOKUP_NODES, target, NULL,
+	                        NULL, NULL, 1);
+
+	if (slot < 0)
+		return slot;
+	dht->lookups[slot]->refresh = 1;
+	dht->lookups[slot]->refresh_bucket =
+	        (int16_t)fm__dht_bucket_index(dht->identity.node_id, target);
 	lookup_step(dht, slot, now);
 	return 0;
 }
@@ -3106,8 +3248,7 @@ static uint64_t maintain_table(fm__dht *dht, uint64_t now)
 			continue;
 		bk->refresh_now = 0;
 		random_id_in_bucket(dht, b, target);
-		if (busy || lookup_begin(dht, now, FM__DHT_LOOKUP_NODES, target,
-		                         NULL, NULL, NULL, 1, 0, 0) != 0) {
+		if (busy || refresh_begin(dht, now, target) != 0) {
 			/* Busy: this bucket and the next due ones are tried
 			 * again a little later (unsigned arithmetic: touched
 			 * + FM_DHT_REFRESH_MS is now + FM__DHT_RETRY_MS). */
@@ -3118,29 +3259,40 @@ static uint64_t maintain_table(fm__dht *dht, uint64_t now)
 		}
 		bk->touched_ms = now;
 	}
-	for (b = 0; b <= depth && dht->checks < FM_DHT_CHECKS_MAX; b++) {
-		struct dht_bucket *bk = &dht->buckets[b];
-		int i;
-		for (i = 0; i < bk->count && dht->checks < FM_DHT_CHECKS_MAX;
-		     i++)
-			if (!bk->e[i].checking && now >= check_due(&bk->e[i]))
-				send_check(dht, now, b, i);
+	/* Liveness checks: the entries are walked only when one may be due
+	 * (check_wake_ms is a lower bound: an entry's due time only moves
+	 * later, and whatever adds an entry lowers it). */
+	if (now >= dht->check_wake_ms) {
+		uint64_t due = FM_DEADLINE_NONE;
+		for (b = 0; b <= depth; b++) {
+			struct dht_bucket *bk = &dht->buckets[b];
+			int i;
+			for (i = 0; i < bk->count; i++) {
+				struct dht_entry *e = &bk->e[i];
+				if (e->checking)
+					continue;
+				if (now >= check_due(e) &&
+				    dht->checks < FM_DHT_CHECKS_MAX)
+					send_check(dht, now, b, i);
+				if (!e->checking)
+					due = min_u64(due, check_due(e));
+			}
+		}
+		/* At the limit, check_done resets it. */
+		dht->check_wake_ms = dht->checks >= FM_DHT_CHECKS_MAX
+		                             ? FM_DEADLINE_NONE
+		                             : due;
 	}
 	/* The next deadline: lookups above may have changed the table. */
 	depth = table_depth(dht);
 	for (b = 0; b <= depth; b++) {
 		const struct dht_bucket *bk = &dht->buckets[b];
-		int e;
 		next = min_u64(next,
 		               bk->refresh_now
 		                       ? now
 		                       : bk->touched_ms + FM_DHT_REFRESH_MS);
-		if (dht->checks >= FM_DHT_CHECKS_MAX)
-			continue; /* check_done resets table_wake_ms */
-		for (e = 0; e < bk->count; e++)
-			if (!bk->e[e].checking)
-				next = min_u64(next, check_due(&bk->e[e]));
 	}
+	next = min_u64(next, dht->check_wake_ms);
 	return next;
 }
 
@@ -3185,8 +3337,7 @@ static void maintain(fm__dht *dht, uint64_t now)
 	}
 	if (now >= dht->next_walk_ms) {
 		rand_bytes(dht, target, sizeof(target));
-		rc = lookup_begin(dht, now, FM__DHT_LOOKUP_NODES, target, NULL,
-		                  NULL, NULL, 1, 0, 0);
+		rc = refresh_begin(dht, now, target);
 		dht->next_walk_ms =
 		        now + (rc == 0 ? jitter(dht, FM_DHT_RANDOM_WALK_MS)
 		                       : FM__DHT_RETRY_MS);
@@ -3335,6 +3486,7 @@ static void reset_timers(fm__dht *dht, uint64_t now)
 	dht->rpc_wake_ms = 0;
 	dht->lookup_wake_ms = 0;
 	dht->table_wake_ms = 0;
+	dht->check_wake_ms = 0;
 	dht->refresh_pending = 0;
 	dht->lookups_empty = 0;
 	for (b = 0; b < FM_DHT_BUCKETS; b++)
@@ -3353,6 +3505,8 @@ int fm__dht_new(const fm__dht_config *cfg, const fm_io *io, uint64_t now_ms,
 	dht = calloc(1, sizeof(*dht));
 	if (dht == NULL)
 		return -ENOMEM;
+	lru_clear(&dht->addr_lru);
+	lru_clear(&dht->rate_lru);
 	dht->io = *io;
 	dht->identity = cfg->identity;
 	if (fm_identity_check(&dht->identity) != 0 ||
@@ -3410,6 +3564,7 @@ static void clear_all(fm__dht *dht, uint64_t now, int keep_known)
 	dht->depth = -1;
 	dht->refresh_depth = -1;
 	dht->checks = 0;
+	dht->check_wake_ms = 0;
 	hidx_clear(&dht->tab_idx);
 	for (i = 0; i < dht->value_count; i++)
 		free(dht->values[i].bytes);
@@ -3423,6 +3578,8 @@ static void clear_all(fm__dht *dht, uint64_t now, int keep_known)
 		memset(dht->rates, 0, dht->rate_cap * sizeof(*dht->rates));
 	hidx_clear(&dht->addr_idx);
 	hidx_clear(&dht->rate_idx);
+	lru_clear(&dht->addr_lru);
+	lru_clear(&dht->rate_lru);
 	if (!keep_known) {
 		dht->known_count = 0;
 		dht->known_cursor = 0;
@@ -3438,6 +3595,8 @@ void fm__dht_free(fm__dht *dht)
 	free(dht->rpcs);
 	free(dht->addrs);
 	free(dht->rates);
+	free(dht->addr_lru.link);
+	free(dht->rate_lru.link);
 	free(dht->known);
 	hidx_free(&dht->addr_idx);
 	hidx_free(&dht->rate_idx);

@@ -40,9 +40,6 @@
 
 /* ---- parameters ------------------------------------------------------- */
 
-/* Fresh transaction IDs drawn before giving up (a driver whose randomness
- * repeats must not hang the core). */
-#define FM_DHT_TXID_TRIES 16
 #define FM_DHT_ID_BYTES FM_NODE_ID_BYTES
 #define FM_DHT_BUCKETS 256     /* one per bit of the ID */
 #define FM_DHT_K 20            /* bucket size, replication, lookup result */
