@@ -127,6 +127,7 @@ struct fm_node {
 	uint64_t started_ms;
 	uint64_t last_now_ms;
 	struct fm__session *sessions[FM_SESSIONS_MAX];
+	int sessions_used; /* non-NULL slots of sessions[] */
 	struct fm__peer *peers;
 	size_t peer_count;
 	size_t peer_cap;

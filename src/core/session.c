@@ -100,6 +100,7 @@ static int alloc_session(fm_node *node, uint64_t now_ms)
 	s->created_ms = now_ms;
 	s->last_rx_ms = now_ms;
 	node->sessions[i] = s;
+	node->sessions_used++;
 	return i;
 }
 
@@ -116,6 +117,7 @@ static void free_session(fm_node *node, int index)
 	free(s->rx);
 	free(s);
 	node->sessions[index] = NULL;
+	node->sessions_used--;
 }
 
 static const char *error_text(enum fm_session_error why)
@@ -927,6 +929,10 @@ uint64_t fm__session_tick(fm_node *node, uint64_t now_ms)
 	uint64_t next = FM_DEADLINE_NONE;
 	int i;
 
+	/* Runs after every datagram and event: a node with no session (a
+	 * DHT-only node) skips the scan. */
+	if (node->sessions_used == 0)
+		return next;
 	for (i = 0; i < FM_SESSIONS_MAX; i++) {
 		struct fm__session *s = node->sessions[i];
 		uint64_t deadline;
