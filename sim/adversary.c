@@ -157,6 +157,15 @@ int fms_adv_setup(struct fms_sim *sim)
 	}
 	if (sybils == 0)
 		sim->m.sybil_prefix_min = 0;
+	if (sim->sc.sybil_shared_subnet && sybils > 0) {
+		/* In index order (the loop above), before they sort. */
+		sim->sybil_shared = malloc(sybils * sizeof(uint32_t));
+		if (sim->sybil_shared == NULL)
+			return -ENOMEM;
+		memcpy(sim->sybil_shared, sim->sybil_near,
+		       sybils * sizeof(uint32_t));
+		fms_addr_share_subnet(sim->sybil_shared, sybils);
+	}
 	sort_sim = sim;
 	qsort(sim->sybil_near, sybils, sizeof(uint32_t), cmp_target);
 	sort_sim = NULL;
@@ -174,8 +183,12 @@ void fms_adv_free(struct fms_sim *sim)
 		free(nd->adv);
 		nd->adv = NULL;
 	}
+	if (sim->sybil_shared != NULL)
+		fms_addr_share_subnet(NULL, 0);
 	free(sim->adv_index);
 	free(sim->sybil_near);
+	free(sim->sybil_shared);
+	sim->sybil_shared = NULL;
 	sim->adv_index = NULL;
 	sim->sybil_near = NULL;
 }

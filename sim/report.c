@@ -991,6 +991,7 @@ int fms_report_write(const struct fms_sim *sim, const char *dir,
 	      sim->wall_s > 0 ? (double)sim->events / sim->wall_s : 0.0);
 	set_u(host, "peak_rss_bytes", rss);
 	set_u(host, "bytes_per_node", rss / sim->sc.nodes);
+	set_s(host, "crypto", sim->sc.crypto_modeled ? "modeled" : "real");
 	set_s(host, "verify_cache", sim->sc.verify_cache ? "on" : "off");
 	set_u(host, "signature_verifications", sim->m.verify_calls);
 	set_u(host, "verify_cache_hits", sim->m.verify_hits);

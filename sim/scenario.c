@@ -58,6 +58,7 @@ void fms_scenario_defaults(struct fms_scenario *sc)
 	sc->boot_mode = FMS_BOOT_SESSIONS;
 	sc->dht = 1;
 	sc->verify_cache = 1;
+	sc->crypto_modeled = 1;
 	snprintf(sc->service, sizeof(sc->service), "echo");
 	sc->lookup_start_ms = UINT64_MAX; /* join_spread + target_min_age */
 	sc->target_min_age_ms = 60 * 1000;
@@ -336,6 +337,13 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 		rc = fms_parse_bool(value, &sc->join_refresh);
 	} else if (IS("dht", "verify_cache")) {
 		rc = fms_parse_bool(value, &sc->verify_cache);
+	} else if (IS("dht", "crypto")) {
+		if (strcmp(value, "modeled") == 0)
+			sc->crypto_modeled = 1;
+		else if (strcmp(value, "real") == 0)
+			sc->crypto_modeled = 0;
+		else
+			rc = -EINVAL;
 	} else if (IS("services", "fraction")) {
 		rc = fms_parse_double(value, 0, 1, &sc->service_fraction);
 	} else if (IS("services", "name")) {
@@ -363,6 +371,13 @@ int fms_scenario_set(struct fms_scenario *sc, const char *section,
 			sc->sybil_target = FMS_SYBIL_NODE;
 		else if (strcmp(value, "service") == 0)
 			sc->sybil_target = FMS_SYBIL_SERVICE;
+		else
+			rc = -EINVAL;
+	} else if (IS("sybil", "subnet")) {
+		if (strcmp(value, "shared") == 0)
+			sc->sybil_shared_subnet = 1;
+		else if (strcmp(value, "distinct") == 0)
+			sc->sybil_shared_subnet = 0;
 		else
 			rc = -EINVAL;
 	} else if (IS("sybil", "liars")) {
@@ -549,6 +564,10 @@ int fms_scenario_check(const struct fms_scenario *sc, char *err, size_t err_len)
 		        "sybil: sybils + liars must leave honest nodes");
 	if ((sc->sybils > 0 || sc->liars > 0) && sc->adversary_interval_ms == 0)
 		return fms_fail(err, err_len, "sybil: interval is 0");
+	if (sc->sybil_shared_subnet && sc->sybils > FMS_SHARED_SUBNET_MAX)
+		return fms_fail(
+		        err, err_len,
+		        "sybil: subnet = shared holds at most 254 sybils");
 	if (sc->lan && sc->nodes > 0xffffff)
 		return fms_fail(err, err_len, "lan: too many nodes");
 	return fms_jobs_params_check(&sc->jobs, sc->nodes, sc->duration_ms, err,

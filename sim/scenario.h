@@ -18,6 +18,7 @@
 #define FMS_GARBAGE_BYTES_MAX 65536u
 #define FMS_SERVICE_NAME_MAX 32
 #define FMS_SYBILS_MAX 4096u
+#define FMS_SHARED_SUBNET_MAX 254u /* [sybil] subnet = shared: one /24 */
 
 enum fms_dist {
 	FMS_DIST_LOGNORMAL = 0,
@@ -67,6 +68,8 @@ struct fms_scenario {
 	uint32_t subnet_max; /* fm_node_config.dht_subnet_max; 0 = default */
 	int verify_cache;    /* sigcache.c: skip re-verifying known-good
 	                        Ed25519 signatures (results are identical) */
+	int crypto_modeled;  /* sigcache.c: cheap stand-ins for Ed25519 and
+	                        the DHT's seal (results are identical) */
 	int join_refresh;    /* the driver looks up a random ID in every
 	                        bucket once the node has joined */
 
@@ -88,7 +91,8 @@ struct fms_scenario {
 	uint32_t sybil_prefix_bits;
 	enum fms_sybil_target sybil_target;
 	uint32_t liars;
-	double victim_share; /* share of node lookups aimed at the victim */
+	double victim_share;     /* share of node lookups aimed at the victim */
+	int sybil_shared_subnet; /* the sybils share one public /24 */
 	uint64_t adversary_interval_ms; /* adversaries crawl this often */
 
 	/* [lan] */

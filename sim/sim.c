@@ -57,11 +57,47 @@ static inline uint32_t node_index(const struct fms_sim *sim,
 /* ---- addresses -------------------------------------------------------------
  */
 
+static struct {
+	const uint32_t *nodes; /* sorted */
+	uint32_t n;
+} shared_subnet;
+
+void fms_addr_share_subnet(const uint32_t *nodes, uint32_t n)
+{
+	shared_subnet.nodes = n > 0 ? nodes : NULL;
+	shared_subnet.n = nodes != NULL && n <= FMS_SHARED_SUBNET_MAX ? n : 0;
+}
+
+/* Position of node in the shared /24, or -1. */
+static int shared_slot(uint32_t node)
+{
+	uint32_t lo = 0, hi = shared_subnet.n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (shared_subnet.nodes[mid] == node)
+			return (int)mid;
+		if (shared_subnet.nodes[mid] < node)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
 void fms_addr_of(uint32_t node, uint16_t port, fm_addr *out)
 {
 	uint32_t v = node + 1;
+	int k = shared_subnet.n > 0 ? shared_slot(node) : -1;
 
 	memset(out, 0, sizeof(*out));
+	if (k >= 0) {
+		out->family = FM_AF_INET;
+		out->ip[0] = 11;
+		out->ip[3] = (uint8_t)(k + 1);
+		out->port = port;
+		return;
+	}
 	out->family = FM_AF_INET;
 	out->ip[0] = 10;
 	out->ip[1] = (uint8_t)(v & 0xff);
@@ -74,13 +110,18 @@ uint32_t fms_node_of_addr(const fm_addr *addr, uint32_t nodes)
 {
 	uint32_t v;
 
+	if (addr != NULL && addr->family == FM_AF_INET && addr->ip[0] == 11 &&
+	    addr->ip[1] == 0 && addr->ip[2] == 0 && addr->port == FMS_PORT &&
+	    addr->ip[3] >= 1 && addr->ip[3] <= shared_subnet.n)
+		return shared_subnet.nodes[addr->ip[3] - 1];
 	if (addr == NULL || addr->family != FM_AF_INET || addr->ip[0] != 10 ||
 	    addr->port != FMS_PORT || addr->ip[3] == 0)
 		return FMS_NET_NOWHERE;
 	v = (uint32_t)addr->ip[1] | ((uint32_t)addr->ip[2] << 8) |
 	    ((uint32_t)(addr->ip[3] - 1) << 16);
-	if (v == 0 || v > nodes)
-		return FMS_NET_NOWHERE;
+	if (v == 0 || v > nodes ||
+	    (shared_subnet.n > 0 && shared_slot(v - 1) >= 0))
+		return FMS_NET_NOWHERE; /* moved to the shared /24 */
 	return v - 1;
 }
 
@@ -1052,6 +1093,7 @@ int fms_sim_new(const struct fms_scenario *sc, struct fms_sim **out)
 	sim->sc = *sc;
 	sim->verbose = -1;
 	fms_sigcache_enable(sim, sc->verify_cache);
+	fms_crypto_model_enable(sim, sc->crypto_modeled);
 	rc = setup(sim);
 	if (rc != 0) {
 		fms_sim_free(sim);
@@ -1081,6 +1123,7 @@ void fms_sim_free(struct fms_sim *sim)
 	fms_adv_free(sim);
 	fms_lan_free(sim);
 	fms_sigcache_enable(sim, 0);
+	fms_crypto_model_enable(sim, 0);
 	free(sim->nodes);
 	fms_net_free(&sim->net);
 	fms_eventq_free(&sim->q);

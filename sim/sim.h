@@ -270,6 +270,7 @@ struct fms_sim {
 	uint32_t *adv_index; /* adversary nodes, in index order */
 	uint32_t adv_count;
 	uint32_t *sybil_near;   /* sybils by distance to target_key */
+	uint32_t *sybil_shared; /* [sybil] subnet = shared: sybils by index */
 	uint64_t lookup_end_us; /* stop_when_done: when the run ended */
 	int stopped_early;
 	/* mDNS packets in flight */
@@ -297,6 +298,11 @@ void fms_sim_kick(struct fms_sim *sim, uint32_t node);
  * b = v & 255, c = (v >> 8) & 255, d = 1 + (v >> 16): the first 65,535
  * nodes each have a /24 of their own. */
 void fms_addr_of(uint32_t node, uint16_t port, fm_addr *out);
+/* Moves nodes[0..n) (sorted by index, n <= FMS_SHARED_SUBNET_MAX) to
+ * 11.0.0.1, 11.0.0.2, ...: one public /24, whose entries the cores' subnet
+ * caps limit (their 10/8 addresses are private, exempt). n = 0 undoes it.
+ * For the one simulation of the process that sets it. */
+void fms_addr_share_subnet(const uint32_t *nodes, uint32_t n);
 /* Node index of an address on FMS_PORT, or FMS_NET_NOWHERE. */
 uint32_t fms_node_of_addr(const fm_addr *addr, uint32_t nodes);
 
@@ -358,5 +364,6 @@ int fms_lan_send_mdns(void *ctx, uint32_t ifindex, const fm_addr *to,
 /* sigcache.c */
 void fms_sigcache_enable(struct fms_sim *sim, int on);
 void fms_sigcache_free(void);
+void fms_crypto_model_enable(struct fms_sim *sim, int on);
 
 #endif

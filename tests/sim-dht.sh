@@ -50,7 +50,7 @@ same_outputs() { # same_outputs DIR_A DIR_B
 	return 0
 }
 
-echo "1..16"
+echo "1..18"
 
 small="--scenario dht-1k --nodes 150 --duration 3m --set lookups.rate=10 --set lookups.provider_rate=2"
 start=$(date +%s)
@@ -100,15 +100,38 @@ tiny="--scenario dht-1k --nodes 60 --duration 150s --set bootstrap.join_spread=2
 # shellcheck disable=SC2086
 sim $tiny --out "$tmp/c" >/dev/null 2>&1
 rc_c=$?
+# The default models the cryptography (sim/sigcache.c); real Ed25519 and
+# XChaCha20-Poly1305, with and without the verification cache, must give
+# the same results byte for byte.
 # shellcheck disable=SC2086
-sim $tiny --set dht.verify_cache=off --out "$tmp/d" >/dev/null 2>&1
+sim $tiny --set dht.crypto=real --out "$tmp/d" >/dev/null 2>&1
 rc_d=$?
-if [ "$rc_c" = 0 ] && [ "$rc_d" = 0 ] &&
-	grep -q '"verify_cache": "off"' "$tmp/d/results.json" &&
-	same_outputs "$tmp/c" "$tmp/d"; then
-	ok "verify_cache off gives byte-identical outputs (exit $rc_c, $rc_d)"
+# shellcheck disable=SC2086
+sim $tiny --set dht.crypto=real --set dht.verify_cache=off --out "$tmp/e" >/dev/null 2>&1
+rc_e=$?
+if [ "$rc_c" = 0 ] && [ "$rc_d" = 0 ] && [ "$rc_e" = 0 ] &&
+	grep -q '"crypto": "modeled"' "$tmp/c/results.json" &&
+	grep -q '"crypto": "real"' "$tmp/d/results.json" &&
+	grep -q '"verify_cache": "off"' "$tmp/e/results.json" &&
+	same_outputs "$tmp/c" "$tmp/d" && same_outputs "$tmp/d" "$tmp/e"; then
+	ok "modeled crypto, real crypto and real crypto without the verify cache give byte-identical outputs (exit $rc_c, $rc_d, $rc_e)"
 else
-	not_ok "verify_cache off gives byte-identical outputs (exit $rc_c, $rc_d)"
+	not_ok "modeled crypto, real crypto and real crypto without the verify cache give byte-identical outputs (exit $rc_c, $rc_d, $rc_e)"
+fi
+
+# Adversaries too: liars, sybils and garbage senders (random and altered
+# datagrams, which the model must refuse as the AEAD does).
+adv="--scenario sybil --nodes 120 --duration 150s --set garbage.fraction=0.05"
+# shellcheck disable=SC2086
+sim $adv --out "$tmp/m1" >/dev/null 2>&1
+rc_f=$?
+# shellcheck disable=SC2086
+sim $adv --set dht.crypto=real --out "$tmp/m2" >/dev/null 2>&1
+rc_g=$?
+if [ "$rc_f" = 0 ] && [ "$rc_g" = 0 ] && same_outputs "$tmp/m1" "$tmp/m2"; then
+	ok "sybil with garbage: modeled and real crypto give byte-identical outputs"
+else
+	not_ok "sybil with garbage: modeled and real crypto give byte-identical outputs (exit $rc_f, $rc_g)"
 fi
 
 sim --scenario churn-10k --nodes 150 --duration 8m --set churn.session_median=3m \
@@ -136,6 +159,16 @@ tl=$(num "$tmp/sy" target_lookups)
 check "sybil: IDs share >= 8 bits ($bits) with the target, $proofs proofs and $lies lies sent" \
 	holds "${bits:-0} >= 8 && ${proofs:-0} > 0 && ${lies:-0} > 0"
 check "sybil: $tl lookups of the target counted" holds "${tl:-0} > 20"
+
+# 20 sybils on one public /24 (one attacker's network): the subnet caps of
+# the tables and of the lookups' shortlists keep the victim reachable.
+sim --scenario sybil --nodes 300 --duration 5m --set sybil.subnet=shared \
+	--out "$tmp/s" >"$tmp/s.log" 2>&1
+obj "$tmp/s/results.deterministic.json" sybil >"$tmp/ss"
+tl=$(num "$tmp/ss" target_lookups)
+tok=$(num "$tmp/ss" target_lookups_succeeded)
+check "sybil on one /24: $tok of $tl lookups of the victim succeed (>= 99 %)" \
+	holds "${tl:-0} > 100 && ${tok:-0} * 100 >= ${tl:-1} * 99"
 
 sim --scenario lan-discovery --nodes 60 --duration 60s --set lan.segment_size=10 \
 	--set bootstrap.join_spread=20s --out "$tmp/g" >"$tmp/g.log" 2>&1
