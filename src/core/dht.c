@@ -259,6 +259,7 @@ struct fm__dht {
 	uint64_t next_republish_ms;
 	uint64_t republish_interval_ms;
 	uint64_t next_sweep_ms;
+	uint64_t swept_ms; /* the last store sweep */
 	uint64_t next_persist_ms;
 	/* Deadlines cached between ticks so that a tick after a datagram does
 	 * not walk everything: the earliest RPC timeout, lookup deadline and
@@ -2182,6 +2183,16 @@ static int record_matches_key(const fm_record *rec, const uint8_t *key)
 	return 0;
 }
 
+/* When to sweep for a value that expires at `expires`: then, but at
+ * least FM_DHT_STORE_SWEEP_MS after the last sweep, so that expiries are
+ * batched even when STOREs carry short TTLs. FM_DEADLINE_NONE stays. */
+static uint64_t sweep_at(const fm__dht *dht, uint64_t expires)
+{
+	uint64_t batch = dht->swept_ms + FM_DHT_STORE_SWEEP_MS;
+
+	return expires > batch ? expires : batch;
+}
+
 /* Stores a signed record under key (enum fm__dht_store_status). */
 static int store_put(fm__dht *dht, uint64_t now, const uint8_t *key,
                      const uint8_t *bytes, size_t len, uint64_t ttl_ms)
@@ -2257,19 +2268,29 @@ static int store_put(fm__dht *dht, uint64_t now, const uint8_t *key,
 	v->bytes = copy;
 	v->len = (uint16_t)len;
 	dht->value_count++;
+	dht->next_sweep_ms =
+	        min_u64(dht->next_sweep_ms, sweep_at(dht, v->expires_ms));
 	return FM__DHT_STORE_OK;
 }
 
+/* Removes the expired values and times the next sweep: at the first
+ * expiry, but at least FM_DHT_STORE_SWEEP_MS from now, and never while the
+ * store holds nothing (an idle node is not woken to sweep it). */
 static void store_sweep(fm__dht *dht, uint64_t now)
 {
+	uint64_t first = FM_DEADLINE_NONE;
 	size_t i = 0;
 
 	while (i < dht->value_count) {
-		if (dht->values[i].expires_ms <= now)
+		if (dht->values[i].expires_ms <= now) {
 			value_remove(dht, i);
-		else
+		} else {
+			first = min_u64(first, dht->values[i].expires_ms);
 			i++;
+		}
 	}
+	dht->swept_ms = now;
+	dht->next_sweep_ms = sweep_at(dht, first);
 }
 
 /* Our own record, stored here under each of its keys (we answer for it
@@ -3426,10 +3447,8 @@ uint64_t fm__dht_tick(fm__dht *dht, uint64_t now_ms)
 		dht->lookup_wake_ms = min_u64(dht->lookup_wake_ms, t);
 	}
 	maintain(dht, now);
-	if (now >= dht->next_sweep_ms) {
+	if (now >= dht->next_sweep_ms)
 		store_sweep(dht, now);
-		dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
-	}
 	if (dht->dirty && dht->io.persist != NULL &&
 	    now >= dht->next_persist_ms)
 		fm__dht_persist(dht, now);
@@ -3481,7 +3500,7 @@ static void reset_timers(fm__dht *dht, uint64_t now)
 	dht->next_walk_ms = now + jitter(dht, FM_DHT_RANDOM_WALK_MS);
 	dht->next_republish_ms = now + FM_DHT_REPUBLISH_MS;
 	dht->republish_interval_ms = FM_DHT_REPUBLISH_MS;
-	dht->next_sweep_ms = now + FM_DHT_STORE_SWEEP_MS;
+	store_sweep(dht, now); /* times the sweep: none for an empty store */
 	dht->next_persist_ms = now + FM_DHT_PERSIST_MS;
 	dht->rpc_wake_ms = 0;
 	dht->lookup_wake_ms = 0;

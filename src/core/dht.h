@@ -91,6 +91,9 @@
 #define FM_DHT_REPUBLISH_FIRST_MS (60ULL * 1000)
 #define FM_DHT_STORE_MAX_PER_KEY 128
 #define FM_DHT_STORE_MAX_TOTAL 8192
+/* The tick sweeps expired values at the first expiry, batched: at least
+ * this long after the previous sweep, and no timer at all while nothing is
+ * stored (a FIND_VALUE answer also sweeps first). */
 #define FM_DHT_STORE_SWEEP_MS 60000
 /* Per-source token buckets (an IPv4 /32, an IPv6 /64). */
 #define FM_DHT_RATE_PER_SEC 50

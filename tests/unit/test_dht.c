@@ -1491,6 +1491,45 @@ static void test_store_limits(void **state)
 	cap_free(c);
 }
 
+/* The store is swept when a value expires, not on a fixed timer: a node
+ * that holds nothing and knows nobody has no deadline at all (an idle
+ * daemon sleeps), and one holding a value wakes when it expires, but not
+ * sooner than FM_DHT_STORE_SWEEP_MS after the last sweep (short TTLs do
+ * not add wakeups). */
+static void test_sweep_deadline(void **state)
+{
+	struct cap *c = cap_new(NULL);
+	fm_addr from = addr4(11, 0, 0, 1), na = addr4(12, 0, 0, 1);
+	const uint64_t ttl = 10ULL * 60 * 1000;
+	uint8_t key[32];
+	fm_identity n;
+	fm_record r;
+
+	(void)state;
+	assert_true(fm__dht_tick(c->dht, TEST_T0) == FM_DEADLINE_NONE);
+	assert_int_equal(fm__dht_service_key("echo", key), 0);
+	identity_of(2000, &n);
+	make_record(&n, &na, 1, "echo", &r);
+	store(c, TEST_T0, &from, key, &r, ttl, FM__DHT_STORE_OK);
+	assert_true(fm__dht_tick(c->dht, TEST_T0 + 1) == TEST_T0 + ttl);
+	/* Not before: nothing is swept, nothing wakes it in between. */
+	assert_true(fm__dht_tick(c->dht, TEST_T0 + ttl - 1) == TEST_T0 + ttl);
+	assert_int_equal(stats_of(c->dht).values_stored, 1);
+	/* At the expiry the value goes, and with it the deadline. */
+	assert_true(fm__dht_tick(c->dht, TEST_T0 + ttl) == FM_DEADLINE_NONE);
+	assert_int_equal(stats_of(c->dht).values_stored, 0);
+	/* A value that lives 1 s, stored just after that sweep, is swept with
+	 * the next batch. */
+	store(c, TEST_T0 + ttl, &from, key, &r, 1000, FM__DHT_STORE_OK);
+	assert_true(fm__dht_tick(c->dht, TEST_T0 + ttl + 1) ==
+	            TEST_T0 + ttl + FM_DHT_STORE_SWEEP_MS);
+	assert_true(
+	        fm__dht_tick(c->dht, TEST_T0 + ttl + FM_DHT_STORE_SWEEP_MS) ==
+	        FM_DEADLINE_NONE);
+	assert_int_equal(stats_of(c->dht).values_stored, 0);
+	cap_free(c);
+}
+
 /* Many providers: VALUE pages, each within a datagram, resumed from the
  * last node ID; every record exactly once. */
 static void test_value_paging(void **state)
@@ -2366,6 +2405,7 @@ int main(void)
 	        cmocka_unit_test(test_empty_table_rebootstraps),
 	        cmocka_unit_test(test_closest_matches_sort),
 	        cmocka_unit_test(test_rebootstrap_below_threshold),
+	        cmocka_unit_test(test_sweep_deadline),
 	        cmocka_unit_test(test_subnet_caps),
 	        cmocka_unit_test(test_rate_limits),
 	        cmocka_unit_test(test_rate_sources_lru),
