@@ -159,7 +159,9 @@ struct dht_lookup {
 	uint8_t found;   /* RECORD: the record arrived */
 	uint8_t refresh; /* a bucket refresh or random walk: see refresh_take */
 	int16_t refresh_bucket;
-	uint16_t refresh_hits; /* contacts of refresh_bucket seen */
+	uint16_t refresh_answers; /* NODES answers received */
+	uint16_t refresh_hits;    /* contacts of refresh_bucket seen */
+	uint16_t refresh_room;    /* challenges it may still send */
 	uint32_t gen;
 	uint8_t target[FM_DHT_ID_BYTES];
 	char service[FM_SERVICE_NAME_MAX + 1];
@@ -2430,6 +2432,18 @@ static int lookup_send(fm__dht *dht, int slot, int ci, uint64_t now,
 /* Drives a lookup: finishes it when the k closest candidates that have not
  * failed have all answered (or nothing is left to ask), otherwise keeps
  * alpha requests in flight to the closest candidates not asked yet. */
+/* A refresh ends once alpha answers have brought k contacts of its
+ * bucket, or its bucket holds k nodes after an answer, instead of asking
+ * on until the k closest to a random ID have answered. */
+static int refresh_done(const fm__dht *dht, const struct dht_lookup *l)
+{
+	if (!l->refresh || l->refresh_answers == 0 || l->refresh_bucket < 0)
+		return 0;
+	return (l->refresh_answers >= FM_DHT_ALPHA &&
+	        l->refresh_hits >= FM_DHT_K) ||
+	       dht->buckets[l->refresh_bucket].count >= FM_DHT_K;
+}
+
 static void lookup_step(fm__dht *dht, int slot, uint64_t now)
 {
 	struct dht_lookup *l = dht->lookups[slot];
@@ -2442,7 +2456,7 @@ static void lookup_step(fm__dht *dht, int slot, uint64_t now)
 		if (l->found ||
 		    (l->kind == FM__DHT_LOOKUP_SERVICE &&
 		     l->record_count >= l->record_cap) ||
-		    (l->refresh && l->refresh_hits >= FM_DHT_K) ||
+		    refresh_done(dht, l) ||
 		    l->messages >= FM_DHT_LOOKUP_MESSAGES_MAX ||
 		    now >= l->started_ms + FM_DHT_LOOKUP_TIMEOUT_MS)
 			break;
@@ -2673,15 +2687,17 @@ static int lookup_take_values(struct dht_lookup *l, const fm__dht_msg *m,
 
 /* A refresh (of a bucket, or a random walk) looks up a random ID only to
  * meet nodes of that ID's bucket: it challenges the contacts of that
- * bucket the answers bring, when the table wants them, and ends once it
- * has seen k of them (lookup_step), instead of asking on until the k
- * closest to a random ID have answered. A contact enters the table only
- * with its PROOF, as any other. */
+ * bucket the answers bring, when the table wants them (a contact enters
+ * the table only with its PROOF, as any other), as many as the bucket and
+ * the challenged part of its replacement cache had room for when it
+ * began (each PROOF costs its node a signature). */
 static void refresh_take(fm__dht *dht, uint64_t now, struct dht_lookup *l,
                          const fm__dht_msg *m)
 {
 	uint8_t i;
 
+	if (l->refresh_answers < UINT16_MAX)
+		l->refresh_answers++;
 	for (i = 0; i < m->contact_count; i++) {
 		const fm__dht_contact *c = &m->contacts[i];
 		if (fm__dht_bucket_index(dht->identity.node_id, c->id) !=
@@ -2690,8 +2706,9 @@ static void refresh_take(fm__dht *dht, uint64_t now, struct dht_lookup *l,
 			continue;
 		if (l->refresh_hits < UINT16_MAX)
 			l->refresh_hits++;
-		if (wants(dht, c->id, &c->addr))
-			send_challenge(dht, now, c->id, &c->addr);
+		if (l->refresh_room > 0 && wants(dht, c->id, &c->addr) &&
+		    send_challenge(dht, now, c->id, &c->addr) == 0)
+			l->refresh_room--;
 	}
 }
 
@@ -2773,17 +2790,25 @@ static int lookup_begin(fm__dht *dht, uint64_t now, uint8_t kind,
 	return 0;
 }
 
-/* A maintenance lookup of target that ends as refresh_take says. */
+/* A maintenance lookup of target that ends as refresh_done says. */
 static int refresh_begin(fm__dht *dht, uint64_t now, const uint8_t *target)
 {
 	int slot = lookup_start(dht, now, FM__DHT_LOOKUP_NODES, target, NULL,
 	                        NULL, NULL, 1);
 
+	struct dht_lookup *l;
+	int bi, room;
+
 	if (slot < 0)
 		return slot;
-	dht->lookups[slot]->refresh = 1;
-	dht->lookups[slot]->refresh_bucket =
-	        (int16_t)fm__dht_bucket_index(dht->identity.node_id, target);
+	l = dht->lookups[slot];
+	bi = fm__dht_bucket_index(dht->identity.node_id, target);
+	l->refresh = 1;
+	l->refresh_bucket = (int16_t)bi;
+	room = FM_DHT_K + FM_DHT_REPLACEMENTS_CHALLENGE;
+	if (bi >= 0)
+		room -= dht->buckets[bi].count + dht->buckets[bi].repl_count;
+	l->refresh_room = (uint16_t)(room > 0 ? room : 0);
 	lookup_step(dht, slot, now);
 	return 0;
 }
