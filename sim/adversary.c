@@ -1,6 +1,6 @@
 /* Misbehaving members (sim.h): sybils and liars. They hold the federation
  * key, so they can seal DHT datagrams and prove their keys, but they run
- * no core: this file speaks the DHT protocol for them (docs/DHT.md), with
+ * no core: this file speaks the DHT protocol for them (docs/PROTOCOL.md), with
  * the core's own message codec and seal (src/core/dht.h), and lies.
  *
  * - Sybils have IDs that share at least `prefix_bits` leading bits with
@@ -239,7 +239,7 @@ static void send_msg(struct fms_sim *sim, struct fms_node *nd, uint32_t to,
 }
 
 /* A request padded to a full datagram: it buys a full answer and the
- * credit for a CHALLENGE (docs/DHT.md, "Anti-amplification"). */
+ * credit for a CHALLENGE (docs/PROTOCOL.md, "Anti-amplification"). */
 static void send_padded(struct fms_sim *sim, struct fms_node *nd, uint32_t to,
                         fm__dht_msg *m)
 {

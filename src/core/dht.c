@@ -1,11 +1,12 @@
-/* The Kademlia DHT (dht.h says what it is for; docs/DHT.md specifies the
- * messages). Why it is built the way it is:
+/* The Kademlia DHT (dht.h says what it is for; docs/PROTOCOL.md specifies
+ * the messages, docs/DHT.md the design). Why it is built the way it is:
  *
  * - One struct per DHT, no globals, time passed in: a simulator runs
  *   thousands of these in one process and a failing run replays from its
  *   seed (jech/dht's structure, without its globals and wall clock).
  * - Liveness is learned only from answers to our own requests (their txid
- *   is 64 random bits), never from requests, whose source can be forged:
+ *   holds 48 random bits and the request's slot), never from requests,
+ *   whose source can be forged:
  *   a spoofed request cannot keep a dead entry alive.
  * - A routing-table entry costs its node an Ed25519 signature over a fresh
  *   nonce and the address we reached it at (CHALLENGE/PROOF), or an

@@ -6,8 +6,8 @@
  * hands it the datagrams that start with "FMD1" and calls its tick; nothing
  * here reads a clock or touches a socket.
  *
- * docs/DHT.md specifies every message and explains the choices; the short
- * version:
+ * docs/PROTOCOL.md ("DHT (UDP)") specifies every message, docs/DHT.md
+ * explains the choices; the short version:
  * - 256-bit IDs (node IDs), XOR distance, 256 k-buckets, k = 20, alpha = 3,
  *   a replacement cache per bucket, and the least-recently-seen entry is
  *   pinged before it is evicted (it stays if it answers).
@@ -196,7 +196,7 @@ typedef struct fm__dht_value_ref {
 } fm__dht_value_ref;
 
 /* One DHT message, decoded or to encode; which fields count depends on
- * type (docs/DHT.md). */
+ * type (docs/PROTOCOL.md, "Messages" under "DHT (UDP)"). */
 typedef struct fm__dht_msg {
 	uint8_t type; /* enum fm__dht_type */
 	uint8_t txid[FM_DHT_TXID_BYTES];
@@ -419,10 +419,11 @@ size_t fm__dht_closest(const fm__dht *dht,
 void fm__dht_get_stats(const fm__dht *dht, fm__dht_stats *out);
 
 /* The known addresses and table as "dht/table" stores them (docs/DHT.md,
- * "Persistence"). fm__dht_save writes them; fm__dht_persist hands them to
- * fm_io.persist (also done by the tick every FM_DHT_PERSIST_MS while
- * something changed); fm__dht_restore, after a restart, takes them back
- * and challenges them, so the node rejoins without a bootstrap address. */
+ * "Joining, re-joining, persistence"). fm__dht_save writes them;
+ * fm__dht_persist hands them to fm_io.persist (also done by the tick every
+ * FM_DHT_PERSIST_MS while something changed); fm__dht_restore, after a restart,
+ * takes them back and challenges them, so the node rejoins without a bootstrap
+ * address. */
 int fm__dht_save(const fm__dht *dht, uint8_t *out, size_t cap, size_t *len);
 int fm__dht_persist(fm__dht *dht, uint64_t now_ms);
 int fm__dht_restore(fm__dht *dht, uint64_t now_ms, const uint8_t *buf,

@@ -2,8 +2,8 @@
  * drivers call with explicit time. The node owns its identity, its signed
  * record, its sessions (session.c), its peer table (peer.c) and local
  * discovery (mdns.c, beacon.c), the DHT (dht.c) and jobs (jobs.c).
- * The only datagram is the discovery beacon; every other datagram is
- * dropped and counted: non-members get silence. */
+ * Datagrams are the discovery beacon and the DHT's; every other datagram
+ * is dropped and counted: non-members get silence. */
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
