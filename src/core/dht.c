@@ -46,6 +46,7 @@ _Static_assert(FM_DHT_K + FM_DHT_REPLACEMENTS <= UINT8_MAX &&
                        FM_DHT_MSG_VALUES_MAX <= UINT8_MAX,
                "bucket and message counts are uint8_t");
 _Static_assert(FM_RECORD_MAX_BYTES <= UINT16_MAX, "value lengths are 16-bit");
+_Static_assert(FM_DHT_ID_BYTES == 32, "id_equal compares four words");
 
 /* Nesting of a body: body > contacts/values > one contact/value. */
 #define FM__DHT_MSG_DEPTH_MAX 3
@@ -158,7 +159,8 @@ struct dht_lookup {
 	uint8_t publish; /* STORE our record at the result */
 	uint8_t self;    /* the self-lookup */
 	uint8_t found;   /* RECORD: the record arrived */
-	uint8_t refresh; /* a bucket refresh or random walk: see refresh_take */
+	uint8_t refresh; /* a bucket refresh or random walk: see refresh_contact
+	                  */
 	int16_t refresh_bucket;
 	uint16_t refresh_answers; /* NODES answers received */
 	uint16_t refresh_hits;    /* contacts of refresh_bucket seen */
@@ -411,9 +413,16 @@ static int lru_slot(struct dht_lru *l, void **arr, size_t *cap, size_t elem,
 	return slot;
 }
 
+/* IDs are compared often (shortlists, buckets): 8 bytes at a time, with no
+ * call. */
 static int id_equal(const uint8_t *a, const uint8_t *b)
 {
-	return memcmp(a, b, FM_DHT_ID_BYTES) == 0;
+	uint64_t x[4], y[4];
+
+	memcpy(x, a, sizeof(x));
+	memcpy(y, b, sizeof(y));
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) |
+	        (x[3] ^ y[3])) == 0;
 }
 
 /* ---- hash index ------------------------------------------------------------
@@ -2355,28 +2364,29 @@ static int cand_subnet_ok(const fm__dht *dht, const struct dht_lookup *l,
 	return same < dht->subnet_max;
 }
 
-/* Adds a candidate in distance order. When the shortlist is full, the
+/* Adds a candidate in distance order; returns 1 when it was there already.
+ * When the shortlist is full, the
  * farthest candidate not in flight makes room for a closer one. */
-static void cand_add(fm__dht *dht, struct dht_lookup *l, const uint8_t *id,
-                     const fm_addr *addr, uint32_t hop)
+static int cand_add(fm__dht *dht, struct dht_lookup *l, const uint8_t *id,
+                    const fm_addr *addr, uint32_t hop)
 {
 	int i = cand_find(l, id), j;
 
 	if (i >= 0) {
 		if (hop < l->cands[i].hop)
 			l->cands[i].hop = (uint8_t)hop;
-		return;
+		return 1;
 	}
 	if (id_equal(id, dht->identity.node_id) || !addr_usable(addr) ||
 	    !cand_subnet_ok(dht, l, addr))
-		return;
+		return 0;
 	if (l->cand_count == FM_DHT_LOOKUP_CANDIDATES_MAX) {
 		for (j = (int)l->cand_count - 1; j >= 0; j--)
 			if (l->cands[j].state != C_INFLIGHT)
 				break;
 		if (j < 0 ||
 		    fm__dht_distance_cmp(l->target, id, l->cands[j].id) >= 0)
-			return;
+			return 0;
 		memmove(&l->cands[j], &l->cands[j + 1],
 		        (l->cand_count - (uint32_t)j - 1) *
 		                sizeof(l->cands[0]));
@@ -2393,6 +2403,7 @@ static void cand_add(fm__dht *dht, struct dht_lookup *l, const uint8_t *id,
 	l->cands[j].hop = (uint8_t)(hop < UINT8_MAX ? hop : UINT8_MAX);
 	l->cands[j].state = C_NEW;
 	l->cand_count++;
+	return 0;
 }
 
 static void lookup_finish(fm__dht *dht, int slot, uint64_t now);
@@ -2692,25 +2703,17 @@ static int lookup_take_values(struct dht_lookup *l, const fm__dht_msg *m,
  * the table only with its PROOF, as any other), as many as the bucket and
  * the challenged part of its replacement cache had room for when it
  * began (each PROOF costs its node a signature). */
-static void refresh_take(fm__dht *dht, uint64_t now, struct dht_lookup *l,
-                         const fm__dht_msg *m)
+static void refresh_contact(fm__dht *dht, uint64_t now, struct dht_lookup *l,
+                            const fm__dht_contact *c)
 {
-	uint8_t i;
-
-	if (l->refresh_answers < UINT16_MAX)
-		l->refresh_answers++;
-	for (i = 0; i < m->contact_count; i++) {
-		const fm__dht_contact *c = &m->contacts[i];
-		if (fm__dht_bucket_index(dht->identity.node_id, c->id) !=
-		            l->refresh_bucket ||
-		    cand_find(l, c->id) >= 0)
-			continue;
-		if (l->refresh_hits < UINT16_MAX)
-			l->refresh_hits++;
-		if (l->refresh_room > 0 && wants(dht, c->id, &c->addr) &&
-		    send_challenge(dht, now, c->id, &c->addr) == 0)
-			l->refresh_room--;
-	}
+	if (fm__dht_bucket_index(dht->identity.node_id, c->id) !=
+	    l->refresh_bucket)
+		return;
+	if (l->refresh_hits < UINT16_MAX)
+		l->refresh_hits++;
+	if (l->refresh_room > 0 && wants(dht, c->id, &c->addr) &&
+	    send_challenge(dht, now, c->id, &c->addr) == 0)
+		l->refresh_room--;
 }
 
 /* An answer to lookup request r. */
@@ -2739,11 +2742,14 @@ static void lookup_on_answer(fm__dht *dht, uint64_t now,
 		/* cand_add moves candidates around: c is not used after. */
 		uint32_t hop = (uint32_t)c->hop + 1;
 		c->state = C_ANSWERED;
-		if (l->refresh)
-			refresh_take(dht, now, l, m);
+		if (l->refresh && l->refresh_answers < UINT16_MAX)
+			l->refresh_answers++;
 		for (i = 0; i < m->contact_count; i++)
-			cand_add(dht, l, m->contacts[i].id,
-			         &m->contacts[i].addr, hop);
+			if (!cand_add(dht, l, m->contacts[i].id,
+			              &m->contacts[i].addr, hop) &&
+			    l->refresh)
+				/* A contact it did not have as a candidate. */
+				refresh_contact(dht, now, l, &m->contacts[i]);
 		goto step;
 	}
 	/* VALUE: take the records; fetch the next page if there is one. */

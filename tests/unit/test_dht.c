@@ -2272,10 +2272,11 @@ static void test_join_refresh_fills_table(void **state)
 	              (unsigned long long)lookups);
 	/* 1 % of the datagrams are lost: allow a few misses. */
 	assert_true(have_sum * 100 >= want_sum * 95);
-	/* A refresh ends once it has met k nodes of its bucket (it
-	 * challenges them) instead of asking on until the k closest to a
-	 * random ID have answered: 16.9 requests per lookup here, 21.1 when
-	 * refreshes ran to the end. */
+	/* A refresh challenges the contacts of its bucket that answers bring
+	 * and ends once alpha answers brought k of them (or its bucket is
+	 * full) instead of asking on until the k closest to a random ID have
+	 * answered: 16.9 requests per lookup here, 21.1 when refreshes ran
+	 * to the end. */
 	assert_true(messages * 10 <= lookups * 190);
 	net_free(n);
 }
