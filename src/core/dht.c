@@ -95,7 +95,7 @@ struct dht_addr_state {
 	uint64_t proven_until_ms;    /* it proved to us that it receives */
 	uint64_t me_proven_until_ms; /* we (probably) proved it to them */
 	uint64_t credit_until_ms;
-	uint8_t used; /* recency: the addr_lru order */
+	uint8_t used; /* the slot holds a state (recency: addr_lru) */
 };
 
 struct dht_rate {
